@@ -1,0 +1,6 @@
+"""``python -m llmcli``."""
+
+from llmcli.cli.app import main
+
+if __name__ == "__main__":
+    main()

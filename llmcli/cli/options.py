@@ -1,0 +1,211 @@
+"""Option aliases shared by commands (``Annotated`` types, as in huggingface_hub's CLI).
+
+Every option that falls back to the config file defaults to ``None`` here, so a
+flag the user did not pass never hides a configured value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SAMPLING = "Sampling"
+MODEL = "Model and hardware"
+OUTPUT = "Output"
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model: a .gguf path, OWNER/REPO[:QUANT], or an alias. "
+        "Default: LLMCLI_MODEL, the config file, then the bundled SmolLM2.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+SystemOpt = Annotated[
+    str | None,
+    typer.Option("--system", "-s", help="System prompt.", show_default=False),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        "-t",
+        min=0.0,
+        help="Sampling temperature [default: 0.8].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--top-p",
+        min=0.0,
+        max=1.0,
+        help="Nucleus sampling [default: 0.95].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--top-k",
+        min=0,
+        help="Top-k sampling, 0 = off [default: 40].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+MinPOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-p",
+        min=0.0,
+        max=1.0,
+        help="Min-p sampling [default: 0.05].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+RepeatPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--repeat-penalty",
+        min=0.0,
+        help="Repetition penalty [default: 1.0 = off].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Random seed: the same seed gives the same text.",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+MaxTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tokens",
+        "-n",
+        min=1,
+        help="Generate at most N tokens [default: until the model stops or the context is full].",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+StopOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--stop",
+        help="Stop when this text appears (repeatable); it is not printed.",
+        rich_help_panel=SAMPLING,
+        show_default=False,
+    ),
+]
+GreedyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--greedy",
+        help="Argmax decoding: always the most likely token (deterministic).",
+        rich_help_panel=SAMPLING,
+    ),
+]
+CtxOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ctx",
+        min=1,
+        help="Context window in tokens, rounded up to a multiple "
+        "of 256 [default: the model's, at most 4096].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+GpuLayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu-layers",
+        "-g",
+        metavar="N|all|auto",
+        help="Layers to offload to the GPU [default: auto = all when the llama.cpp "
+        "build supports a GPU, else 0].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads [default: physical cores].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+ChatTemplateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--chat-template",
+        exists=True,
+        dir_okay=False,
+        help="Jinja2 chat template file to use instead of the model's.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+ChatFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chat-format",
+        help="Built-in chat format instead of the model's template: "
+        "chatml, llama-3, llama-2, gemma, phi-3.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", help="Show llama.cpp's own log on stderr.", rich_help_panel=MODEL),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object instead of streaming text.", rich_help_panel=OUTPUT
+    ),
+]
+StatsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stats",
+        help="Print a stats line (tokens, tokens/s, time to first token) on stderr.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+PlainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plain",
+        help="Print raw text even in a terminal (no markdown rendering).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+EncodingErrorsOpt = Annotated[
+    str,
+    typer.Option(
+        "--encoding-errors",
+        metavar="strict|replace",
+        help="What to do with invalid UTF-8 on stdin: fail (strict) or replace it with U+FFFD.",
+        rich_help_panel=OUTPUT,
+    ),
+]

@@ -1,0 +1,364 @@
+"""The llama.cpp engine (llama-cpp-python), imported only when a model is loaded.
+
+Generation runs a low-level loop over ``Llama.generate()`` rather than the
+high-level completion API, which re-detokenizes the whole completion every token
+and cannot be interrupted inside a long prompt evaluation. Here:
+
+* each token's bytes come from ``llama_token_to_piece`` with a buffer that grows
+  when llama.cpp asks (tokens over 32 bytes vanish in ``Llama.detokenize``), and
+  an incremental UTF-8 decoder joins characters split across tokens;
+* generation runs in a worker thread while the caller's thread waits on a queue,
+  so Ctrl-C reaches Python at once; the worker is stopped through llama.cpp's
+  abort callback, which ends even a half-done ``llama_decode`` within milliseconds;
+* the KV cache keeps the longest common prefix with the previous call
+  (``generate(reset=True)``), so a chat turn evaluates only its new tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmcli.engine.base import (
+    DEFAULT_CTX_CAP,
+    Generation,
+    GenerationStats,
+    LoadOptions,
+    Message,
+    Sampling,
+    TokenPiece,
+    round_ctx,
+)
+from llmcli.engine.hardware import physical_cores, resolve_gpu_layers
+from llmcli.engine.stops import StopMatcher
+from llmcli.engine.template import BUILTIN_FORMATS, DEFAULT_FORMAT, ChatTemplate
+from llmcli.errors import DataError, LlmcliError
+
+N_BATCH = 512
+_DONE = object()
+
+
+def effective_ctx(requested: int | None, trained: int | None) -> int:
+    """The context size to allocate: asked for, else trained capped at 4096; x256."""
+    if requested:
+        return round_ctx(requested)
+    return round_ctx(min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP))
+
+
+def _silence_llama_log() -> None:
+    """Drop llama.cpp's log lines (an aborted decode logs an error-level line).
+
+    ``Llama(verbose=False)`` still lets error-level lines through; llmcli reports
+    failures itself, and ``--verbose`` restores the full log.
+    """
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class LlamaEngine:
+    """A loaded GGUF model behind the :class:`~llmcli.engine.base.Engine` protocol."""
+
+    def __init__(self, path: Path, options: LoadOptions, *, trained_ctx: int | None = None):
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.model_path = path
+        self.model_name = path.name.removesuffix(".gguf")
+        self.notices: list[str] = []
+        self.threads = options.threads or physical_cores()
+        self.gpu_layers = resolve_gpu_layers(
+            options.gpu_layers, bool(llama_cpp.llama_supports_gpu_offload())
+        )
+        self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
+        try:
+            self._llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_batch=min(N_BATCH, self.n_ctx),
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_gpu_layers=self.gpu_layers,
+                verbose=options.verbose,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise DataError(
+                f"llama.cpp could not load {path}: {exc}",
+                hint="check the file is a complete GGUF model (--verbose shows why)",
+            ) from exc
+        if not options.verbose:
+            _silence_llama_log()
+        self._vocab = self._llama._model.vocab
+        self._ctx = self._llama._ctx.ctx
+        self.n_vocab = int(self._llama.n_vocab())
+        self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}
+        self._abort = threading.Event()
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback()
+        self._busy = threading.Lock()
+        self.template = self._choose_template(options.chat_template)
+
+    # -- tokens ---------------------------------------------------------------
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(self._llama._model.add_bos_token())
+
+    @property
+    def bos_id(self) -> int:
+        return int(self._llama.token_bos())
+
+    @property
+    def eos_id(self) -> int:
+        return int(self._llama.token_eos())
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
+        """Token ids with the model's own tokenizer; BOS only if the model wants one."""
+        data = text.encode("utf-8")
+        return list(self._llama.tokenize(data, add_bos=add_bos and self.adds_bos, special=special))
+
+    def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
+        """A token's bytes, retrying with the size llama.cpp reports for long tokens."""
+        cache = self._special_pieces if special else self._pieces
+        piece = cache.get(token_id)
+        if piece is None:
+            piece = self._token_to_piece(token_id, special)
+            cache[token_id] = piece
+        return piece
+
+    def _token_to_piece(self, token_id: int, special: bool) -> bytes:
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_token_to_piece(self._vocab, token_id, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n
+
+    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
+        data = b"".join(self.token_bytes(i, special=special) for i in ids)
+        return data.decode("utf-8", errors="replace")
+
+    def token_text(self, token_id: int) -> str:
+        """The vocabulary entry's own text (special tokens shown as written)."""
+        return self.token_bytes(token_id, special=True).decode("utf-8", errors="replace")
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token_id))
+
+    # -- prompts --------------------------------------------------------------
+
+    def _choose_template(self, override: str | None) -> ChatTemplate:
+        source = override or self._llama.metadata.get("tokenizer.chat_template")
+        if not source:
+            self.notices.append(
+                f"{self.model_name} has no chat template; using {DEFAULT_FORMAT} "
+                "(pass --chat-format NAME or --chat-template FILE, or --raw)"
+            )
+            source = BUILTIN_FORMATS[DEFAULT_FORMAT]
+        return ChatTemplate(
+            source,
+            bos_token=self.token_text(self.bos_id) if self.bos_id >= 0 else "",
+            eos_token=self.token_text(self.eos_id) if self.eos_id >= 0 else "",
+        )
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        return self.template.render(
+            [m.to_dict() for m in messages], add_generation_prompt=add_generation_prompt
+        )
+
+    def chat_prompt(self, messages: Sequence[Message]) -> list[int]:
+        text = self.render_chat(messages)
+        starts_with_bos = bool(self.template.bos_token) and text.startswith(self.template.bos_token)
+        return self.tokenize(text, add_bos=not starts_with_bos, special=True)
+
+    def text_prompt(self, text: str) -> list[int]:
+        return self.tokenize(text, add_bos=True, special=False)
+
+    # -- generation -----------------------------------------------------------
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+        """Start generating after ``prompt``; iterate the result for text pieces."""
+        if len(prompt) >= self.n_ctx:
+            raise DataError(
+                f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",
+                hint="shorten the input or raise --ctx",
+            )
+        stats = GenerationStats(prompt_tokens=len(prompt))
+        cancel = threading.Event()
+        generation = Generation(pieces=iter(()), stats=stats)
+        generation.pieces = self._stream(list(prompt), sampling, stats, cancel)
+        generation._cancel.append(cancel.set)
+        return generation
+
+    def _stream(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        stats: GenerationStats,
+        cancel: threading.Event,
+    ) -> Iterator[TokenPiece]:
+        """Run the worker thread; relay its pieces to the caller's thread."""
+        out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                self._produce(prompt, sampling, stats, cancel, out.put)
+            except BaseException as exc:  # handed to the caller's thread
+                out.put(_Failure(exc))
+            finally:
+                out.put(_DONE)
+
+        with self._busy:
+            self._abort = cancel
+            worker = threading.Thread(target=work, name="llmcli-generate", daemon=True)
+            worker.start()
+            try:
+                while True:
+                    item = out.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, _Failure):
+                        raise item.exc
+                    yield item
+            finally:
+                cancel.set()
+                worker.join()
+
+    def _should_abort(self, _data: Any) -> bool:
+        return self._abort.is_set()
+
+    def _watch_for_abort(self, on: bool) -> None:
+        """Install the abort callback only while the prompt is evaluated.
+
+        ggml calls it ~600 times per decoded token (once per graph node): a Python
+        callback there costs ~10 % of decode speed. A long prompt evaluation is the
+        only place a token-level check is too coarse, so it is watched there alone.
+        """
+        callback = self._abort_cb if on else self._no_abort_cb
+        self._lib.llama_set_abort_callback(self._ctx, callback, None)
+
+    def _produce(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        stats: GenerationStats,
+        cancel: threading.Event,
+        emit: Callable[[TokenPiece], None],
+    ) -> None:
+        llama = self._llama
+        stats.cached_tokens = self._cached_prefix(prompt)
+        llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        budget = self.n_ctx - len(prompt)
+        max_new = min(sampling.max_tokens, budget) if sampling.max_tokens else budget
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopMatcher(sampling.stop)
+        started = time.perf_counter()
+        stats.finish_reason = "length"
+        tokens = llama.generate(
+            prompt,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=0.0 if sampling.greedy else sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            reset=True,
+        )
+        self._watch_for_abort(True)
+        try:
+            for token in tokens:
+                if stats.generated_tokens == 0:
+                    stats.ttft_s = time.perf_counter() - started
+                    self._watch_for_abort(False)
+                if cancel.is_set():
+                    stats.finish_reason = "interrupted"
+                    break
+                if self.is_end_of_generation(token):
+                    stats.finish_reason = "stop"
+                    break
+                stats.generated_tokens += 1
+                text = stops.feed(decoder.decode(self.token_bytes(token)))
+                emit(self._piece(text, token, sampling.logprobs))
+                if stops.stopped:
+                    stats.finish_reason = "stop"
+                    break
+                if stats.generated_tokens >= max_new:
+                    break
+        except RuntimeError:
+            if not cancel.is_set():
+                raise
+            stats.finish_reason = "interrupted"
+        finally:
+            self._watch_for_abort(False)
+            with contextlib.suppress(Exception):
+                tokens.close()
+            stats.total_s = time.perf_counter() - started
+        if not stops.stopped:
+            tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+            if tail:
+                emit(TokenPiece(text=tail, token_id=-1))
+
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """How many prompt tokens the KV cache already holds (for stats)."""
+        held = self._llama.input_ids[: self._llama.n_tokens]
+        n = min(len(held), len(prompt))
+        if n == 0:
+            return 0
+        mismatch = np.nonzero(held[:n] != np.asarray(prompt[:n]))[0]
+        return int(mismatch[0]) if mismatch.size else n
+
+    def _piece(self, text: str, token: int, logprobs: int) -> TokenPiece:
+        if not logprobs:
+            return TokenPiece(text=text, token_id=token)
+        dist = self._last_logprobs()
+        top = np.argpartition(dist, -logprobs)[-logprobs:]
+        top = top[np.argsort(dist[top])[::-1]]
+        return TokenPiece(
+            text=text,
+            token_id=token,
+            logprob=float(dist[token]),
+            top=[(self.token_text(int(i)), float(dist[i])) for i in top],
+        )
+
+    def _last_logprobs(self) -> np.ndarray:
+        """Log-softmax of the logits at the last evaluated position."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
+        return result
+
+    def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
+        """The model's log-probabilities for the token after ``prompt`` (one forward pass)."""
+        if not prompt:
+            raise LlmcliError("the prompt is empty", hint="give some text")
+        with self._busy:
+            self._abort = threading.Event()
+            tokens = self._llama.generate(list(prompt), temp=0.0, reset=True)
+            try:
+                next(tokens)
+                return self._last_logprobs()
+            finally:
+                tokens.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._watch_for_abort(False)
+        self._llama.close()

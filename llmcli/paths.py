@@ -1,0 +1,58 @@
+"""Where llmcli keeps things: platformdirs locations, one override (``LLMCLI_HOME``).
+
+With ``LLMCLI_HOME`` set, every path lives under it (``config/``, ``data/``,
+``state/``, ``cache/``), which is what tests and portable installs want.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "llmcli"
+HOME_ENV = "LLMCLI_HOME"
+
+
+def _home() -> Path | None:
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def config_dir() -> Path:
+    home = _home()
+    return home / "config" if home else Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    home = _home()
+    return home / "data" if home else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def state_dir() -> Path:
+    home = _home()
+    return home / "state" if home else Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def cache_dir() -> Path:
+    home = _home()
+    return home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def models_dir() -> Path:
+    """The model store: one folder per pulled model, each with a manifest."""
+    return data_dir() / "models"
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def history_file() -> Path:
+    """prompt_toolkit input history shared by every chat session."""
+    return state_dir() / "input-history"
+
+
+def conversations_db() -> Path:
+    return data_dir() / "conversations.sqlite3"

