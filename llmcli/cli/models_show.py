@@ -1,0 +1,133 @@
+"""``llmcli models show [REF]``: what is inside a model file, read from its GGUF header.
+
+Reads only the header (milliseconds, no llama.cpp): architecture, sizes,
+quantization, chat template, and with ``--anatomy`` the decoder's stages with
+their parameter counts. A terminal gets Rich tables; a pipe gets plain
+``Label: value`` lines; ``--json`` one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from llmcli.cli.models import models_app
+from llmcli.context import Environment
+from llmcli.errors import DataError, UsageError
+from llmcli.store.anatomy import as_dict, build_anatomy, summary
+from llmcli.store.gguf import GGUFFile, read_gguf
+from llmcli.store.resolve import resolve_model
+
+
+@models_app.command("show")
+def show(
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            help="A .gguf path, OWNER/REPO[:QUANT] or an alias. Default: the default model.",
+            show_default=False,
+        ),
+    ] = None,
+    anatomy: Annotated[
+        bool,
+        typer.Option(
+            "--anatomy",
+            help="Also show the decoder: embedding, blocks (attention, MLP, norms), LM head.",
+        ),
+    ] = False,
+    template: Annotated[
+        bool,
+        typer.Option("--template", help="Print the raw chat template (Jinja) and nothing else."),
+    ] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object (with --anatomy/--template: included)."),
+    ] = False,
+) -> None:
+    """Show a model's architecture, size, quantization and chat template (header only, fast).
+
+    Examples:
+
+      llmcli models show
+
+      llmcli models show --anatomy
+
+      llmcli models show ./model.gguf --template > template.jinja
+    """
+    if template and anatomy and not json_output:
+        raise UsageError(
+            "--template prints only the template", hint="drop --anatomy, or add --json"
+        )
+    env = Environment()
+    resolved = resolve_model(ref, env.environ)
+    gguf = read_gguf(resolved.path)
+    if json_output:
+        _print_json(
+            env,
+            gguf,
+            model=resolved.name,
+            source=resolved.source,
+            anatomy=anatomy,
+            template=template,
+        )
+    elif template:
+        _print_template(env, gguf)
+    else:
+        _print_human(env, gguf, model=resolved.name, source=resolved.source, anatomy=anatomy)
+
+
+def _print_json(
+    env: Environment, gguf: GGUFFile, *, model: str, source: str, anatomy: bool, template: bool
+) -> None:
+    data: dict[str, Any] = {"model": model, **summary(gguf), "source": source}
+    if anatomy and not gguf.is_lora_adapter:
+        data["anatomy"] = as_dict(build_anatomy(gguf))
+    if template:
+        data["chat_template"] = gguf.chat_template
+    # ensure_ascii: strings from the file cannot smuggle raw C1 controls into a terminal.
+    env.stdout.write(json.dumps(data, ensure_ascii=True, indent=2) + "\n")
+
+
+def _print_template(env: Environment, gguf: GGUFFile) -> None:
+    text = gguf.chat_template
+    if text is None:
+        raise DataError(
+            f"{gguf.path} has no chat template (no tokenizer.chat_template key)",
+            hint="use an instruction-tuned GGUF, or give a template with --chat-template",
+        )
+    if env.stdout_isatty:
+        text = _terminal_safe(text)  # a pipe gets the exact bytes
+    env.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _terminal_safe(text: str) -> str:
+    """Keep newlines and tabs, replace other control characters (a template is untrusted)."""
+    from llmcli.render.anatomy import safe_text
+
+    return safe_text(text.replace("\r\n", "\n"))
+
+
+def _print_human(
+    env: Environment, gguf: GGUFFile, *, model: str, source: str, anatomy: bool
+) -> None:
+    from llmcli.render.anatomy import anatomy_tree, summary_lines, summary_table
+    from llmcli.render.console import make_console
+
+    facts = {"model": model, **summary(gguf), "source": source}
+    show_tree = anatomy and not gguf.is_lora_adapter
+    if not env.stdout_isatty:
+        lines = summary_lines(facts)
+        env.stdout.write("\n".join(lines) + "\n")
+        if show_tree:
+            console = make_console(env)
+            console.width = max(console.width, 160)
+            console.print()
+            console.print(anatomy_tree(build_anatomy(gguf), title=gguf.name))
+        return
+    console = make_console(env)
+    console.print(summary_table(facts))
+    if show_tree:
+        console.print()
+        console.print(anatomy_tree(build_anatomy(gguf), title=gguf.name))
