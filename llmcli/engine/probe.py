@@ -1,0 +1,120 @@
+"""Load a model once in a child process before trusting it in this one.
+
+llmcli's own GGUF header check catches damaged and foreign files, but a file can
+pass it and still make llama.cpp abort (a failed ``GGML_ASSERT`` kills the whole
+process, REPL and unsaved state included). So the first time a file is used it
+is loaded by a child process; a crash there becomes a one-line error here. The
+verdict is remembered per file (path, size, mtime and a hash of its first MiB),
+so the probe costs one extra load per file, not per run.
+
+Run as ``python -m llmcli.engine.probe PATH`` it is that child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmcli import paths
+from llmcli.errors import DataError
+
+PROBE_TIMEOUT_S = 300
+HEAD_BYTES = 1024 * 1024
+
+
+def verdict_file() -> Path:
+    return paths.cache_dir() / "load-verdicts.json"
+
+
+def fingerprint(path: Path) -> str:
+    """Identify a file's content cheaply: path, size, mtime and its first MiB."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        digest.update(handle.read(HEAD_BYTES))
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{digest.hexdigest()}"
+
+
+def _read_verdicts(store: Path) -> dict[str, str]:
+    """Verdicts so far; an unreadable or corrupt cache is simply started afresh."""
+    try:
+        data = json.loads(store.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_verdict(store: Path, key: str, verdict: str) -> None:
+    verdicts = _read_verdicts(store)
+    verdicts[key] = verdict
+    with contextlib.suppress(OSError):
+        store.parent.mkdir(parents=True, exist_ok=True)
+        temp = store.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(verdicts, indent=1))
+        temp.replace(store)
+
+
+def _child_command(path: Path) -> list[str]:
+    return [sys.executable, "-m", "llmcli.engine.probe", str(path)]
+
+
+def ensure_loadable(path: Path, *, command: Sequence[str] | None = None) -> None:
+    """Raise :class:`DataError` if loading ``path`` crashes or fails in a child process."""
+    store = verdict_file()
+    key = fingerprint(path)
+    verdict = _read_verdicts(store).get(key)
+    if verdict is None:
+        verdict = _probe(path, command or _child_command(path))
+        _write_verdict(store, key, verdict)
+    if verdict != "ok":
+        raise DataError(
+            f"llama.cpp cannot load {path}: {verdict}",
+            hint="the file is damaged or made for another llama.cpp version; download it again",
+        )
+
+
+def _probe(path: Path, command: Sequence[str]) -> str:
+    try:
+        child = subprocess.run(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return f"loading took longer than {PROBE_TIMEOUT_S} s"
+    if child.returncode == 0:
+        return "ok"
+    if child.returncode < 0:
+        name = signal.Signals(-child.returncode).name
+        return f"the loader crashed ({name})"
+    last = child.stderr.decode(errors="replace").strip().splitlines()
+    return last[-1] if last else f"the loader failed (exit {child.returncode})"
+
+
+def _main(argv: Sequence[str]) -> int:
+    """Child side: load the model with a minimal context, exit 0 when it worked."""
+    import logging
+
+    import llama_cpp
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+    try:
+        model = llama_cpp.Llama(model_path=argv[0], n_ctx=256, n_threads=1, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        print(f"the loader refused it: {exc}", file=sys.stderr)
+        return 1
+    model.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
