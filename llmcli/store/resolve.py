@@ -1,18 +1,23 @@
 """Turn what the user typed (``-m``, ``LLMCLI_MODEL``, nothing) into a model file.
 
 Order: an explicit reference, then ``LLMCLI_MODEL``, then the bundled SmolLM2
-(the ``tiny`` extra). A reference is a path to a ``.gguf`` file; the store adds
-Hub references and aliases on top of this.
+(the ``tiny`` extra). A reference is an existing file, an alias, or a Hub reference
+(``OWNER/REPO[:QUANT | /FILE.gguf][@REVISION]``) found in the local store. Resolution
+never touches the network: a Hub reference that is not in the store raises
+:class:`ModelNotPulled`, which carries the ``llmcli pull`` command that fixes it.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmcli.errors import ModelNotFound
 from llmcli.store.bundled import bundled_model_path
+from llmcli.store.catalog import find_stored, load_aliases
+from llmcli.store.refs import AliasRef, HubRef, PathRef, parse_ref
 
 MODEL_ENV = "LLMCLI_MODEL"
 
@@ -28,7 +33,16 @@ class ResolvedModel:
 
     path: Path
     name: str
-    source: str  # "path", "env", "bundled", "store"
+    source: str  # "path", "env", "bundled", "store", "alias"
+
+
+class ModelNotPulled(ModelNotFound):
+    """A Hub reference that is not in the local store; ``command`` pulls it."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        self.command = f"llmcli pull {shlex.quote(ref)}"
+        super().__init__(f"model {ref} is not in the local store", hint=f"run: {self.command}")
 
 
 def resolve_model(ref: str | None, environ: Mapping[str, str]) -> ResolvedModel:
@@ -44,13 +58,38 @@ def resolve_model(ref: str | None, environ: Mapping[str, str]) -> ResolvedModel:
     raise ModelNotFound("no model given and none is installed", hint=NO_MODEL_HINT)
 
 
-def _resolve_ref(ref: str, *, source: str) -> ResolvedModel:
+def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> ResolvedModel:
     path = Path(ref).expanduser()
     if path.is_file():
-        return ResolvedModel(path=path, name=_name_of(path), source=source)
+        return ResolvedModel(path=path, name=via_alias or _name_of(path), source=source)
+    parsed = parse_ref(ref)
+    if isinstance(parsed, HubRef):
+        return _from_store(parsed, source="alias" if via_alias else "store", name=via_alias)
+    if isinstance(parsed, AliasRef) and via_alias is None:
+        target = load_aliases().get(parsed.name)
+        if target is not None:
+            return _resolve_ref(target, source="alias", via_alias=parsed.name)
     if path.exists():
         raise ModelNotFound(f"{ref} is not a file", hint="pass the path of a .gguf file")
-    raise ModelNotFound(f"model {ref!r} not found", hint=NO_MODEL_HINT)
+    if isinstance(parsed, PathRef) or via_alias:
+        what = f"alias {via_alias!r} points to {ref}, which" if via_alias else ref
+        raise ModelNotFound(f"{what} does not exist", hint=NO_MODEL_HINT)
+    raise ModelNotFound(
+        f"no model file or alias named {ref!r}",
+        hint="see 'llmcli models list', or make one with 'llmcli models alias NAME REF'",
+    )
+
+
+def _from_store(ref: HubRef, *, source: str, name: str | None) -> ResolvedModel:
+    stored = find_stored(ref)
+    if stored is None:
+        raise ModelNotPulled(str(ref))
+    if not stored.is_complete:
+        raise ModelNotFound(
+            f"files of {stored.ref} are missing from {stored.folder}",
+            hint=f"pull it again: llmcli pull {shlex.quote(stored.ref)}",
+        )
+    return ResolvedModel(path=stored.path, name=name or stored.ref, source=source)
 
 
 def _name_of(path: Path) -> str:

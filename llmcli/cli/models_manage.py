@@ -1,0 +1,238 @@
+"""``llmcli models list | rm | path | alias``: manage the local model store.
+
+These commands read manifests only: they never import llama_cpp or huggingface_hub,
+so they are instant and work offline. A damaged manifest is reported as a warning
+and skipped, so one bad folder cannot break the others.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Annotated, Any
+
+import typer
+
+from llmcli.cli.models import models_app
+from llmcli.context import Environment
+from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.store import catalog
+from llmcli.store.catalog import StoredModel
+from llmcli.store.refs import AliasRef, HubRef, parse_ref
+
+
+def _format_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _format_params(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def _warn(env: Environment, text: str) -> None:
+    env.stderr.write(f"llmcli: warning: {text}\n")
+    env.stderr.flush()
+
+
+def _aliases_or_warn(env: Environment) -> dict[str, str]:
+    try:
+        return catalog.load_aliases()
+    except DataError as exc:
+        _warn(env, str(exc))
+        return {}
+
+
+def _aliases_by_model(models: list[StoredModel], aliases: dict[str, str]) -> dict[str, list[str]]:
+    """``{model ref: [alias names]}`` for aliases that resolve to a stored model."""
+    found: dict[str, list[str]] = {}
+    for name, target in sorted(aliases.items()):
+        try:
+            parsed = parse_ref(target)
+        except UsageError:
+            continue
+        if isinstance(parsed, HubRef):
+            matches = catalog.select(models, parsed)
+            if matches:
+                found.setdefault(matches[0].ref, []).append(name)
+    return found
+
+
+@models_app.command("list")
+def list_models(
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            metavar="NAME|URL",
+            help="List what an OpenAI-compatible server serves instead: a configured "
+            "remote's name or a base URL.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """List the models in the local store: name, quant, size, parameters, context length."""
+    env = Environment()
+    if remote is not None:
+        from llmcli.cli.remote import print_remote_models
+
+        return print_remote_models(env, remote, json_output=json_output)
+    models, problems = catalog.list_stored()
+    for problem in problems:
+        _warn(env, f"{problem.message}; skipped ({problem.hint})")
+    aliases = _aliases_by_model(models, _aliases_or_warn(env))
+    if json_output:
+        rows = [_model_json(m, aliases.get(m.ref, [])) for m in models]
+        env.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not models:
+        env.stderr.write("no models in the store yet: llmcli pull OWNER/REPO\n")
+        return
+    table = [("NAME", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES")]
+    for m in models:
+        man = m.manifest
+        table.append(
+            (
+                m.ref,
+                man.quant or man.file_type or "-",
+                _format_size(man.size),
+                _format_params(man.parameters),
+                str(man.context_length or "-"),
+                ", ".join(aliases.get(m.ref, [])) or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        env.stdout.write("  ".join(cells).rstrip() + "\n")
+
+
+def _model_json(model: StoredModel, aliases: list[str]) -> dict[str, Any]:
+    man = model.manifest
+    return {
+        "name": model.ref,
+        "aliases": aliases,
+        "repo": man.repo,
+        "quant": man.quant,
+        "file_type": man.file_type,
+        "size": man.size,
+        "parameters": man.parameters,
+        "context_length": man.context_length,
+        "architecture": man.architecture,
+        "revision": man.revision,
+        "commit": man.commit,
+        "pulled_at": man.pulled_at,
+        "path": str(model.path),
+        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in man.files],
+    }
+
+
+def _stored_for_removal(text: str) -> StoredModel:
+    parsed = parse_ref(text)
+    if isinstance(parsed, AliasRef):
+        target = catalog.load_aliases().get(parsed.name)
+        if target is None:
+            raise ModelNotFound(f"no alias named {text!r}", hint="see 'llmcli models list'")
+        parsed = parse_ref(target)
+    if not isinstance(parsed, HubRef):
+        raise UsageError(
+            f"{parsed} is not a model in the store; 'models rm' removes pulled models only",
+            hint="delete a local file yourself",
+        )
+    found, problems = catalog.matching_stored(parsed)
+    if not found:
+        if problems:
+            raise problems[0]
+        raise ModelNotFound(f"{parsed} is not in the store", hint="see 'llmcli models list'")
+    if len(found) > 1 and not (parsed.quant or parsed.filename):
+        names = ", ".join(m.ref for m in found)
+        raise UsageError(f"{parsed} matches several models: {names}", hint="name one of them")
+    return found[0]
+
+
+@models_app.command("rm")
+def remove(
+    ref: Annotated[str, typer.Argument(help="A model in the store (or an alias of one).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a pulled model from the store (asks first; --yes for scripts)."""
+    env = Environment()
+    model = _stored_for_removal(ref)
+    size = _format_size(model.manifest.size)
+    if not yes:
+        if not (env.stdin_isatty and env.stderr_isatty):
+            raise UsageError(
+                f"refusing to remove {model.ref} without confirmation", hint="pass --yes"
+            )
+        if not typer.confirm(f"Remove {model.ref} ({size})?", default=False, err=True):
+            raise typer.Exit(1)
+    catalog.remove_stored(model)
+    env.stderr.write(f"removed {model.ref} ({size})\n")
+
+
+@models_app.command("path")
+def path(
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            help="A model reference. Default: print the store folder.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Print the file a model reference resolves to (or the store folder)."""
+    from llmcli.store.resolve import resolve_model
+
+    env = Environment()
+    if ref is None:
+        env.stdout.write(f"{catalog.store_root()}\n")
+        return
+    env.stdout.write(f"{resolve_model(ref, env.environ).path}\n")
+
+
+@models_app.command("alias")
+def alias(
+    name: Annotated[str | None, typer.Argument(help="The alias.", show_default=False)] = None,
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="What it stands for: OWNER/REPO[:QUANT], a Hub file or a path."),
+    ] = None,
+    remove_it: Annotated[bool, typer.Option("--remove", "-d", help="Delete the alias.")] = False,
+) -> None:
+    """Name a model: 'llmcli models alias smol OWNER/REPO:Q8_0', then 'llmcli ask -m smol'.
+
+    With only NAME: print what it stands for. With nothing: list every alias.
+    """
+    env = Environment()
+    if name is None:
+        for key, target in sorted(catalog.load_aliases().items()):
+            env.stdout.write(f"{key}\t{target}\n")
+        return
+    if remove_it:
+        if ref is not None:
+            raise UsageError("--remove takes only the alias name")
+        if not catalog.remove_alias(name):
+            raise ModelNotFound(f"no alias named {name!r}", hint="see 'llmcli models alias'")
+        env.stderr.write(f"removed alias {name}\n")
+        return
+    if ref is None:
+        current = catalog.load_aliases().get(name)
+        if current is None:
+            raise ModelNotFound(f"no alias named {name!r}", hint="see 'llmcli models alias'")
+        env.stdout.write(f"{current}\n")
+        return
+    stored = catalog.set_alias(name, ref)
+    env.stderr.write(f"{name} → {stored}\n")
+    parsed = parse_ref(stored)
+    if isinstance(parsed, HubRef):
+        found, _ = catalog.matching_stored(parsed)
+        if not found:
+            env.stderr.write(f"(not pulled yet: llmcli pull {shlex.quote(stored)})\n")

@@ -1,0 +1,265 @@
+"""``llmcli pull REF``: download a GGUF model from the Hugging Face Hub into the local store.
+
+The store does the work (:mod:`llmcli.store.download`); this module draws it: a Rich
+progress bar (bytes, speed, ETA) on stderr in a terminal, one line per step in a pipe.
+stdout gets only the path of the pulled model file, so ``$(llmcli pull REF)`` works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmcli.cli.base import app
+from llmcli.context import Environment
+from llmcli.errors import Interrupted, ServiceUnavailable, UsageError
+from llmcli.store.refs import AliasRef, HubRef, PathRef, parse_ref
+
+if TYPE_CHECKING:
+    from llmcli.store.hub import RepoListing
+
+DEFAULT_WAIT_S = 300.0
+
+
+@app.command("pull", rich_help_panel="Models")
+def pull(
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="OWNER/REPO, OWNER/REPO:QUANT or OWNER/REPO/FILE.gguf, each with an optional "
+            "@REVISION; or an alias.",
+            show_default=False,
+        ),
+    ],
+    list_files: Annotated[
+        bool,
+        typer.Option("--list", "-l", help="List the repo's GGUF models (quant, size, file)."),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0.0,
+            metavar="SECONDS",
+            help="How long to wait when another llmcli is pulling the same file.",
+        ),
+    ] = DEFAULT_WAIT_S,
+) -> None:
+    """Download a model from the Hugging Face Hub (resumable, sha256-verified).
+
+    Without a quant, Q4_K_M is chosen, else the nearest available. An interrupted
+    pull keeps its partial file: run the same command again to resume.
+    Honours HF_TOKEN (or a saved 'hf auth login'), HF_ENDPOINT and HF_HUB_OFFLINE.
+
+    Examples:
+
+      llmcli pull bartowski/SmolLM2-135M-Instruct-GGUF
+
+      llmcli pull bartowski/SmolLM2-135M-Instruct-GGUF:q8_0
+
+      llmcli pull bartowski/SmolLM2-135M-Instruct-GGUF --list
+    """
+    env = Environment()
+    hub_ref = hub_ref_of(ref)
+    if list_files:
+        list_repo(hub_ref, env)
+        return
+    path = run_pull(hub_ref, env, wait_s=wait)
+    env.stdout.write(f"{path}\n")
+    env.stdout.flush()
+
+
+def hub_ref_of(text: str) -> HubRef:
+    """The Hub reference ``text`` names, directly or through an alias."""
+    from llmcli.store.catalog import load_aliases
+
+    parsed = parse_ref(text)
+    if isinstance(parsed, AliasRef):
+        target = load_aliases().get(parsed.name)
+        if target is None:
+            raise UsageError(
+                f"{text!r} is neither OWNER/REPO nor an alias",
+                hint="pull with OWNER/REPO[:QUANT]; see 'llmcli models alias' for aliases",
+            )
+        parsed = parse_ref(target)
+    if isinstance(parsed, PathRef) or not isinstance(parsed, HubRef):
+        raise UsageError(
+            f"{text} is a local file: there is nothing to pull",
+            hint="pass a Hub reference such as OWNER/REPO[:QUANT]",
+        )
+    return parsed
+
+
+def run_pull(ref: HubRef, env: Environment, *, wait_s: float = DEFAULT_WAIT_S) -> Path:
+    """Pull ``ref`` with progress on ``env.stderr``; returns the model file to load.
+
+    Offline (``HF_HUB_OFFLINE``) or with the Hub unreachable, a model already in the store
+    is used as is. Ctrl-C keeps the partial file for the next run and exits 130.
+    """
+    from llmcli.store.catalog import find_stored
+    from llmcli.store.download import format_size, pull_model
+    from llmcli.store.hub import QuantNotFound, choose_model, fetch_listing
+
+    reporter = make_reporter(env)
+    try:
+        listing = fetch_listing(ref)
+    except ServiceUnavailable as exc:
+        stored = find_stored(ref)
+        if stored is None:
+            raise
+        reporter.note(f"{exc.message}; using {stored.ref} from the store (not checked for updates)")
+        return stored.path
+    try:
+        choice = choose_model(listing, ref)
+    except QuantNotFound as exc:
+        print_listing(exc.listing, env, to_stderr=True)
+        raise
+    if choice.note:
+        reporter.note(choice.note)
+    try:
+        with reporter:
+            result = pull_model(listing, choice, ref, reporter, wait_s=wait_s)
+    except KeyboardInterrupt:
+        reporter.note("interrupted: the partial download is kept; run the same pull to resume")
+        raise Interrupted("interrupted") from None
+    model = result.model
+    if result.downloaded_bytes:
+        reporter.note(f"pulled {model.ref} ({format_size(model.manifest.size)}, sha256 verified)")
+    else:
+        reporter.note(f"{model.ref} is already in the store and up to date")
+    return model.path
+
+
+def list_repo(ref: HubRef, env: Environment) -> None:
+    from llmcli.store.hub import fetch_listing
+
+    print_listing(fetch_listing(ref), env, to_stderr=False)
+
+
+def print_listing(listing: RepoListing, env: Environment, *, to_stderr: bool) -> None:
+    """QUANT, SIZE, FILE columns; ``*`` marks what a plain ``pull OWNER/REPO`` takes."""
+    from llmcli.store.download import format_size
+    from llmcli.store.hub import QuantNotFound, choose_model
+
+    out = env.stderr if to_stderr else env.stdout
+    try:
+        default = choose_model(listing, HubRef(listing.repo_id)).model
+    except QuantNotFound:
+        default = None
+    rows = [
+        (
+            "*" if model == default else " ",
+            model.quant or "-",
+            format_size(model.size),
+            model.label + ("" if model.complete else "  (incomplete upload)"),
+        )
+        for model in listing.models
+    ]
+    out.write(f"{listing.repo_id} @ {listing.commit[:12]}: {len(rows)} GGUF model(s)\n")
+    if rows:
+        quant_w = max(len("QUANT"), *(len(r[1]) for r in rows))
+        size_w = max(len("SIZE"), *(len(r[2]) for r in rows))
+        out.write(f"  {'QUANT':<{quant_w}}  {'SIZE':>{size_w}}  FILE\n")
+        for mark, quant, size, label in rows:
+            out.write(f"{mark} {quant:<{quant_w}}  {size:>{size_w}}  {label}\n")
+        if default is not None:
+            out.write("(* = what 'llmcli pull OWNER/REPO' picks)\n")
+    out.flush()
+
+
+# ---- progress --------------------------------------------------------------------------
+
+
+class PlainReporter:
+    """For pipes and TERM=dumb: one line per event on stderr, no bar."""
+
+    def __init__(self, env: Environment) -> None:
+        self._err = env.stderr
+
+    def __enter__(self) -> PlainReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self._write(text)
+
+    def start_file(self, name: str, total: int, done: int) -> None:
+        from llmcli.store.download import format_size
+
+        if done:
+            self._write(f"resuming {name} at {format_size(done)} of {format_size(total)}")
+        else:
+            self._write(f"downloading {name} ({format_size(total)})")
+
+    def advance(self, n: int) -> None:
+        pass
+
+    def end_file(self, name: str) -> None:
+        self._write(f"downloaded {name}; verifying")
+
+    def _write(self, text: str) -> None:
+        self._err.write(f"{text}\n")
+        self._err.flush()
+
+
+class RichReporter:
+    """In a terminal: a progress bar per file with bytes, speed and time left."""
+
+    def __init__(self, env: Environment) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        from llmcli.render.console import make_console
+
+        self._console = make_console(env, stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._name = ""
+
+    def __enter__(self) -> RichReporter:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def note(self, text: str) -> None:
+        self._console.print(text, style="dim", markup=False, highlight=False)
+
+    def start_file(self, name: str, total: int, done: int) -> None:
+        if self._task is not None and self._name == name:  # a restart from zero
+            self._progress.reset(self._task, total=total, completed=done)
+            return
+        self._name = name
+        self._task = self._progress.add_task(name, total=total, completed=done)
+
+    def advance(self, n: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def end_file(self, name: str) -> None:
+        self.note(f"verifying {name}")
+
+
+def make_reporter(env: Environment) -> PlainReporter | RichReporter:
+    if env.stderr_isatty and env.environ.get("TERM") != "dumb":
+        return RichReporter(env)
+    return PlainReporter(env)
