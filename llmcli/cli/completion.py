@@ -1,0 +1,145 @@
+"""``llmcli completion install [bash|zsh|fish]``, and the hidden model-name lister.
+
+The scripts are generated from the live command tree (the same text as the files
+in the repository's ``completions/`` folder), so an installed script always matches
+the installed llmcli. ``llmcli completion models`` prints one model name per line
+for the scripts' dynamic part; it reads the store's manifests and aliases only,
+never llama.cpp, so a Tab press stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from llmcli.cli.base import app
+from llmcli.context import Environment
+from llmcli.errors import LlmcliError, UsageError
+
+completion_app = typer.Typer(
+    name="completion",
+    help="Shell completion for bash, zsh and fish (commands, options, model names).",
+    no_args_is_help=True,
+)
+app.add_typer(completion_app, name="completion", rich_help_panel="Setup")
+
+Shell = Literal["bash", "zsh", "fish"]
+
+
+@completion_app.command("install")
+def install(
+    shell: Annotated[
+        Shell | None,
+        typer.Argument(help="bash, zsh or fish. Default: the one in $SHELL.", show_default=False),
+    ] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the script to stdout instead of installing it.")
+    ] = False,
+) -> None:
+    """Install the completion script where the shell finds it (or print it).
+
+    bash: ~/.local/share/bash-completion/completions/llmcli (needs the bash-completion
+    package; otherwise source the file from ~/.bashrc). zsh: ~/.zfunc/_llmcli (add
+    ~/.zfunc to fpath before compinit). fish: ~/.config/fish/completions/llmcli.fish.
+
+    Examples:
+
+      llmcli completion install
+
+      llmcli completion install zsh --print > ~/.zfunc/_llmcli
+    """
+    from llmcli.cli.cmdtree import command_tree
+    from llmcli.cli.completion_gen import generate
+    from llmcli.config import write_atomic
+
+    env = Environment()
+    chosen = shell or shell_from_env(env.environ)
+    script = generate(chosen, command_tree())
+    if print_only:
+        env.stdout.write(script)
+        return
+    target = install_path(chosen, env.environ)
+    write_atomic(target, script)
+    env.stdout.write(f"installed {chosen} completion: {target}\n")
+    hint = activation_hint(chosen, target)
+    if hint:
+        env.stderr.write(hint + "\n")
+
+
+def shell_from_env(environ: Mapping[str, str]) -> Shell:
+    name = Path(environ.get("SHELL", "")).name
+    if name == "bash":
+        return "bash"
+    if name == "zsh":
+        return "zsh"
+    if name == "fish":
+        return "fish"
+    raise UsageError(
+        f"cannot tell the shell from SHELL={environ.get('SHELL', '')!r}",
+        hint="name it: llmcli completion install bash|zsh|fish",
+    )
+
+
+def install_path(shell: Shell, environ: Mapping[str, str]) -> Path:
+    """The per-user folder each shell loads completions from without configuration."""
+    home = Path(environ.get("HOME") or Path.home())
+    data = Path(environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    config = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    if shell == "bash":
+        return data / "bash-completion" / "completions" / "llmcli"
+    if shell == "zsh":
+        return Path(environ.get("ZDOTDIR") or home) / ".zfunc" / "_llmcli"
+    return config / "fish" / "completions" / "llmcli.fish"
+
+
+def activation_hint(shell: Shell, target: Path) -> str | None:
+    if shell == "zsh":
+        return (
+            f"add to ~/.zshrc, before compinit: fpath=({target.parent} $fpath)\n"
+            "then: autoload -Uz compinit && compinit (and open a new shell)"
+        )
+    if shell == "bash":
+        return (
+            "open a new shell (needs the bash-completion package; without it, add to "
+            f"~/.bashrc: source {target})"
+        )
+    return None
+
+
+@completion_app.command("models", hidden=True)
+def models(
+    describe: Annotated[
+        bool, typer.Option("--describe", help="Add a tab and a description (for fish).")
+    ] = False,
+) -> None:
+    """Print model names for completion: aliases and pulled references, one per line."""
+    env = Environment()
+    try:
+        names = model_names()
+    except (LlmcliError, OSError):
+        return  # a completion helper never prints errors into the user's prompt
+    lines = [f"{name}\t{about}" if describe else name for name, about in names.items()]
+    if lines:
+        env.stdout.write("\n".join(lines) + "\n")
+
+
+def model_names() -> dict[str, str]:
+    """``{name: description}``: aliases, then store references (``*.gguf`` without a catalog)."""
+    from llmcli.doctor import format_size
+
+    try:
+        from llmcli.store.catalog import list_stored, load_aliases
+    except ImportError:
+        from llmcli import paths
+
+        root = paths.models_dir()
+        files = sorted(root.rglob("*.gguf")) if root.is_dir() else []
+        return {str(p.relative_to(root)): format_size(p.stat().st_size) for p in files}
+    names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
+    stored, _problems = list_stored()
+    for model in sorted(stored, key=lambda m: m.ref):
+        names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
+    return names
