@@ -146,6 +146,31 @@ def test_completion_models_does_not_import_llama_cpp(store: str) -> None:
     assert "HEAVY []" in result.stdout and PULLED in result.stdout
 
 
+def test_entry_point_answers_completion_models_without_importing_the_cli(store: str) -> None:
+    """The console script's fast path: names from the store, no Typer, Rich or llama.cpp."""
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('typer', 'rich', 'llama_cpp', 'huggingface_hub', 'llmcli.cli.app')\n"
+        "atexit.register(lambda: print('LOADED', [m for m in heavy if m in sys.modules],"
+        " file=sys.stderr))\n"
+        "sys.argv = ['llmcli', 'completion', 'models', '--describe']\n"
+        "from llmcli.cli.entry import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stderr
+    assert result.stdout.splitlines() == [f"tiny\talias of {PULLED}", f"{PULLED}\tpulled, 4 B"]
+
+
+def test_entry_point_hands_everything_else_to_the_cli() -> None:
+    code = (
+        "import sys; sys.argv = ['llmcli', '--version']; from llmcli.cli.entry import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("llmcli ")
+
+
 # ---- bash ----------------------------------------------------------------------------------
 
 BASH_HARNESS = textwrap.dedent(

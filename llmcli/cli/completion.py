@@ -17,7 +17,7 @@ import typer
 
 from llmcli.cli.base import app
 from llmcli.context import Environment
-from llmcli.errors import LlmcliError, UsageError
+from llmcli.errors import UsageError
 
 completion_app = typer.Typer(
     name="completion",
@@ -115,31 +115,11 @@ def models(
         bool, typer.Option("--describe", help="Add a tab and a description (for fish).")
     ] = False,
 ) -> None:
-    """Print model names for completion: aliases and pulled references, one per line."""
-    env = Environment()
-    try:
-        names = model_names()
-    except (LlmcliError, OSError):
-        return  # a completion helper never prints errors into the user's prompt
-    lines = [f"{name}\t{about}" if describe else name for name, about in names.items()]
-    if lines:
-        env.stdout.write("\n".join(lines) + "\n")
+    """Print model names for completion: aliases and pulled references, one per line.
 
+    The console script answers this before importing the CLI (``llmcli.cli.entry``);
+    this command serves ``python -m llmcli`` and keeps the name in the command tree.
+    """
+    from llmcli.cli.entry import print_model_names
 
-def model_names() -> dict[str, str]:
-    """``{name: description}``: aliases, then store references (``*.gguf`` without a catalog)."""
-    from llmcli.doctor import format_size
-
-    try:
-        from llmcli.store.catalog import list_stored, load_aliases
-    except ImportError:
-        from llmcli import paths
-
-        root = paths.models_dir()
-        files = sorted(root.rglob("*.gguf")) if root.is_dir() else []
-        return {str(p.relative_to(root)): format_size(p.stat().st_size) for p in files}
-    names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
-    stored, _problems = list_stored()
-    for model in sorted(stored, key=lambda m: m.ref):
-        names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
-    return names
+    print_model_names(Environment().stdout, describe=describe)

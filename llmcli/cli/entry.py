@@ -1,0 +1,59 @@
+"""The console-script entry point, with a fast path for shell completion.
+
+Pressing Tab runs ``llmcli completion models``; importing the whole CLI (Typer, Rich,
+every command module) costs most of a second, while listing model names needs only
+the store's manifests and aliases (~0.2 s in all). So that one command is answered
+here, before anything heavy is imported; everything else goes to
+:func:`llmcli.cli.app.main`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, NoReturn
+
+COMPLETION_MODELS = ["completion", "models"]
+
+
+def main() -> NoReturn:
+    argv = sys.argv[1:]
+    if argv[:2] == COMPLETION_MODELS and set(argv[2:]) <= {"--describe"}:
+        print_model_names(sys.stdout, describe=bool(argv[2:]))
+        sys.exit(0)
+    from llmcli.cli.app import main as full_main
+
+    full_main()
+
+
+def print_model_names(out: IO[str], *, describe: bool) -> None:
+    """One name per line (``NAME<TAB>DESCRIPTION`` with ``describe``); silent on errors,
+    since whatever a completion helper prints lands in the user's command line."""
+    from llmcli.errors import LlmcliError
+
+    try:
+        names = model_names()
+    except (LlmcliError, OSError):
+        return
+    lines = [f"{name}\t{about}" if describe else name for name, about in names.items()]
+    if lines:
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+
+
+def model_names() -> dict[str, str]:
+    """``{name: description}``: aliases, then store references (``*.gguf`` without a catalog)."""
+    from llmcli.doctor import format_size
+
+    try:
+        from llmcli.store.catalog import list_stored, load_aliases
+    except ImportError:
+        from llmcli import paths
+
+        root = paths.models_dir()
+        files = sorted(root.rglob("*.gguf")) if root.is_dir() else []
+        return {str(p.relative_to(root)): format_size(p.stat().st_size) for p in files}
+    names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
+    stored, _problems = list_stored()
+    for model in sorted(stored, key=lambda m: m.ref):
+        names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
+    return names
