@@ -223,7 +223,10 @@ def check_paths(environ: Mapping[str, str]) -> Check:
     details["free_bytes"] = usage.free
     writable = os.access(existing, os.W_OK)
     details["data_writable"] = writable
-    summary = f"data {paths.data_dir()}; {format_size(usage.free)} free"
+    summary = (
+        f"data {paths.data_dir()} ({format_size(usage.free)} free); "
+        f"config {found['config_file']}; history {found['history']}"
+    )
     if not writable:
         return Check(
             "paths",
