@@ -41,17 +41,10 @@ def print_model_names(out: IO[str], *, describe: bool) -> None:
 
 
 def model_names() -> dict[str, str]:
-    """``{name: description}``: aliases, then store references (``*.gguf`` without a catalog)."""
+    """``{name: description}``: aliases first, then the references of pulled models."""
     from llmcli.doctor import format_size
+    from llmcli.store.catalog import list_stored, load_aliases
 
-    try:
-        from llmcli.store.catalog import list_stored, load_aliases
-    except ImportError:
-        from llmcli import paths
-
-        root = paths.models_dir()
-        files = sorted(root.rglob("*.gguf")) if root.is_dir() else []
-        return {str(p.relative_to(root)): format_size(p.stat().st_size) for p in files}
     names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
     stored, _problems = list_stored()
     for model in sorted(stored, key=lambda m: m.ref):
