@@ -35,12 +35,14 @@ from llmcli.engine.base import (
     Generation,
     GenerationStats,
     LoadOptions,
+    LoraSpec,
     Message,
     Sampling,
     TokenPiece,
     round_ctx,
 )
 from llmcli.engine.hardware import physical_cores, resolve_gpu_layers
+from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.stops import StopMatcher
 from llmcli.engine.template import BUILTIN_FORMATS, DEFAULT_FORMAT, ChatTemplate
 from llmcli.errors import DataError, LlmcliError
@@ -112,6 +114,25 @@ class LlamaEngine:
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = threading.Lock()
         self.template = self._choose_template(options.chat_template)
+        self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
+        try:
+            self._loras.load(options.loras)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- LoRA adapters --------------------------------------------------------
+
+    @property
+    def loras(self) -> tuple[LoraSpec, ...]:
+        """The applied adapters and their current scales."""
+        return self._loras.specs
+
+    def set_lora_scale(self, index: int, scale: float) -> None:
+        """Change adapter ``index``'s scale without reloading; the KV cache is dropped."""
+        with self._busy:
+            self._loras.set_scale(index, scale)
+            self._llama.reset()  # cached keys/values were computed with the old scale
 
     # -- tokens ---------------------------------------------------------------
 
@@ -361,4 +382,6 @@ class LlamaEngine:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._watch_for_abort(False)
+        with contextlib.suppress(Exception):
+            self._loras.close()
         self._llama.close()
