@@ -332,11 +332,6 @@ def test_parse_lora_refuses_nonsense(value: str) -> None:
 # -- adapters pulled from the Hub --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'llmcli pull' refuses adapters (store/download.py verifies with check_model_file); "
-    "remove this marker when pull accepts general.type=adapter",
-)
 def test_pulled_adapter_works_by_path_and_by_reference(
     adapters: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,

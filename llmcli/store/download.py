@@ -248,11 +248,13 @@ def _vouched(final: Path, file: RemoteFile, existing: Manifest | None) -> bool:
 def _check_header(
     path: Path, model: RemoteModel, *, delete_on_error: bool, name: str | None = None
 ) -> GGUFFile:
-    """A whole model must pass ``check_model_file``; a split part must at least be valid GGUF."""
+    """A whole model (or adapter) must pass ``check_model_file``; a split part must be GGUF."""
     from llmcli.store.gguf import check_model_file, read_gguf
 
     try:
-        return read_gguf(path) if model.parts_expected > 1 else check_model_file(path)
+        if model.parts_expected > 1:
+            return read_gguf(path)
+        return check_model_file(path, allow_adapter=True)
     except LlmcliError as exc:
         if not delete_on_error:
             raise

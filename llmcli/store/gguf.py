@@ -646,8 +646,11 @@ def _check_tensor_data(reader: _HeaderReader, tensors: list[TensorInfo], data_of
             )
 
 
-def check_model_file(path: str | os.PathLike[str]) -> GGUFFile:
-    """Read ``path`` as a model to run: clear errors for a missing file, a directory, an adapter."""
+def check_model_file(path: str | os.PathLike[str], *, allow_adapter: bool = False) -> GGUFFile:
+    """Read ``path`` as a model to run: clear errors for a missing file, a directory, an adapter.
+
+    ``allow_adapter`` accepts a LoRA adapter too (the store keeps pulled adapters).
+    """
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(
@@ -664,6 +667,8 @@ def check_model_file(path: str | os.PathLike[str]) -> GGUFFile:
             f"{path} is not readable (permission denied)", hint="fix its permissions", path=path
         )
     gguf = read_gguf(path)
+    if gguf.is_lora_adapter and allow_adapter:
+        return gguf
     if gguf.is_lora_adapter:
         raise GGUFError(
             f"{path} is a LoRA adapter, not a model",
