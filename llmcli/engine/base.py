@@ -97,6 +97,8 @@ class GenerationStats:
     """Time to first token: prompt evaluation plus the first sampling step."""
     total_s: float = 0.0
     finish_reason: FinishReason = "stop"
+    error: str | None = None
+    """Why the generation failed after its first token (``finish_reason == "error"``)."""
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -107,7 +109,7 @@ class GenerationStats:
         return (self.generated_tokens - 1) / decode_s
 
     def to_dict(self) -> dict[str, float | int | str]:
-        return {
+        result: dict[str, float | int | str] = {
             "prompt_tokens": self.prompt_tokens,
             "cached_tokens": self.cached_tokens,
             "generated_tokens": self.generated_tokens,
@@ -116,6 +118,9 @@ class GenerationStats:
             "tokens_per_s": round(self.decode_tokens_per_s, 2),
             "finish_reason": self.finish_reason,
         }
+        if self.error:
+            result["error"] = self.error
+        return result
 
 
 @dataclass

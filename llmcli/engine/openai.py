@@ -1,0 +1,512 @@
+"""A remote engine: an OpenAI-compatible server (llama-server, vLLM, ollama, llama-cpp-python).
+
+It keeps the :class:`~llmcli.engine.base.Engine` protocol so ``ask`` and ``chat``
+need not know where the model runs. The one seam is the prompt: the server owns
+the tokenizer and the chat template, so :meth:`OpenAIEngine.chat_prompt` and
+:meth:`~OpenAIEngine.text_prompt` return a :class:`RemotePrompt` — an *empty*
+token list (nothing is tokenized here) that carries the messages or the raw text.
+``generate`` sends it to ``/v1/chat/completions`` or ``/v1/completions`` with
+``stream: true`` and turns the server-sent events into :class:`TokenPiece` s.
+``len(prompt) == 0`` passes the local context check; the server enforces its own
+window and its refusal (HTTP 400) becomes a :class:`~llmcli.errors.DataError`.
+Token-level operations (``tokenize``, ``next_token_logprobs``…) raise a
+:class:`~llmcli.errors.UsageError` that says they need a local model.
+
+Failures follow one rule: before the first token, an error is raised (after up
+to ``retries`` extra attempts for 429/502/503/504 and connect timeouts, with
+backoff); after it, the partial answer is kept and the generation ends with
+``finish_reason == "error"`` and ``stats.error`` saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmcli.engine.base import (
+    DEFAULT_CTX_CAP,
+    FinishReason,
+    Generation,
+    GenerationStats,
+    Message,
+    Sampling,
+    TokenPiece,
+)
+from llmcli.engine.remote_http import (
+    HttpClient,
+    RemoteConfig,
+    RequestFailed,
+    backoff_delay,
+    display_url,
+    server_message,
+)
+from llmcli.engine.sse import SSEEvent, SSEFormatError, SSEParser, iter_lines
+from llmcli.engine.stops import StopMatcher
+from llmcli.errors import LlmcliError, ServiceUnavailable, TemporaryFailure, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+NO_TOKEN = -1
+"""``TokenPiece.token_id`` of remote pieces: the server does not send token ids."""
+
+_CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length", "n_ctx")
+_FINISH: dict[str, FinishReason] = {"length": "length"}
+
+
+def remote_only(what: str) -> UsageError:
+    return UsageError(
+        f"{what} is not available with a remote engine",
+        hint="it needs the model's own tokenizer: use a local model "
+        "(--engine local, or unset LLMCLI_BASE_URL)",
+    )
+
+
+class RemotePrompt(list[int]):
+    """What ``chat_prompt``/``text_prompt`` return: no token ids, the server's input instead.
+
+    It is an empty ``list[int]`` so code written for local engines (``len(ids)``
+    for budgets) keeps working; any derived list (``ids + more``) loses the
+    payload and ``generate`` refuses it with a clear message.
+    """
+
+    def __init__(
+        self, *, messages: Sequence[Message] | None = None, text: str | None = None
+    ) -> None:
+        super().__init__()
+        self.messages = tuple(messages) if messages is not None else None
+        self.text = text
+
+    @property
+    def endpoint(self) -> Literal["chat/completions", "completions"]:
+        return "chat/completions" if self.messages is not None else "completions"
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    owned_by: str | None = None
+    context_length: int | None = None
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> RemoteModel:
+        return cls(
+            id=str(entry.get("id", "")),
+            owned_by=entry.get("owned_by") if isinstance(entry.get("owned_by"), str) else None,
+            context_length=_context_length(entry),
+        )
+
+
+def _context_length(entry: dict[str, Any]) -> int | None:
+    """vLLM says ``max_model_len``; llama-server ``meta.n_ctx_train``; others vary."""
+    meta = entry.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    candidates = [entry.get(key) for key in _CONTEXT_KEYS] + [meta.get("n_ctx_train")]
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+class OpenAIEngine:
+    """An OpenAI-compatible HTTP server behind the engine protocol."""
+
+    def __init__(
+        self,
+        config: RemoteConfig,
+        model: str | None = None,
+        *,
+        n_ctx: int | None = None,
+        client: HttpClient | None = None,
+    ) -> None:
+        self.config = config
+        self.notices: list[str] = []
+        self._http = client or HttpClient(config)
+        self.model_name = model or ""
+        self.n_ctx = n_ctx or DEFAULT_CTX_CAP
+        """Only a budget hint: ``RemotePrompt`` has length 0, the server checks the window."""
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine({display_url(self.config.base_url)!r}, model={self.model_name!r})"
+
+    # -- discovery ------------------------------------------------------------
+
+    def list_models(self) -> list[RemoteModel]:
+        """``GET /v1/models`` (retried like a generation before its first token)."""
+        data = self._with_retries(lambda: self._http.get_json("models"))
+        entries = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ServiceUnavailable(
+                f"{self._http.url('models')} did not return a model list",
+                hint="check that the base URL is an OpenAI-compatible API root",
+            )
+        return [RemoteModel.from_json(e) for e in entries if isinstance(e, dict)]
+
+    def connect(self) -> None:
+        """Check the server answers and settle the model name and context size.
+
+        With no model named, a server serving exactly one model gets that one;
+        a model the server does not list is a notice, not an error (llama-cpp-python
+        and llama-server answer to any name).
+        """
+        models = self.list_models()
+        if not self.model_name:
+            if len(models) != 1:
+                names = ", ".join(m.id for m in models[:10]) or "none"
+                raise UsageError(
+                    f"the server serves {len(models)} models ({names})",
+                    hint="name one with -m MODEL",
+                )
+            self.model_name = models[0].id
+        listed = {m.id: m for m in models}
+        match = listed.get(self.model_name)
+        if match is None and models:
+            self.notices.append(
+                f"the server does not list model {self.model_name!r} "
+                f"(it lists: {', '.join(list(listed)[:10])})"
+            )
+        if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
+            self.n_ctx = match.context_length
+
+    # -- what only a local model can do -----------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
+        raise remote_only("tokenizing")
+
+    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
+        raise remote_only("detokenizing")
+
+    def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
+        raise remote_only("reading token bytes")
+
+    def token_text(self, token_id: int) -> str:
+        raise remote_only("reading the vocabulary")
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        """Always ``""``: the server applies the chat template, so no local text exists.
+
+        Like :class:`RemotePrompt`'s zero length, this lets a chat session's prompt
+        bookkeeping (which remembers rendered prefixes) run unchanged: nothing is
+        ever remembered, and every turn sends the whole conversation.
+        """
+        return ""
+
+    def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
+        raise remote_only("next-token probabilities")
+
+    # -- prompts and generation -------------------------------------------------
+
+    def chat_prompt(self, messages: Sequence[Message]) -> list[int]:
+        return RemotePrompt(messages=messages)
+
+    def text_prompt(self, text: str) -> list[int]:
+        return RemotePrompt(text=text)
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+        """Start a streamed completion; nothing is sent until the first ``next()``."""
+        if not isinstance(prompt, RemotePrompt):
+            raise remote_only("generating from token ids")
+        body = self.request_body(prompt, sampling)
+        stats = GenerationStats()
+        cancel = threading.Event()
+        stream = self._stream(prompt.endpoint, body, sampling, stats, cancel)
+        generation = Generation(pieces=stream, stats=stats)
+        generation._cancel.append(lambda: _cancel(stream, cancel))
+        return generation
+
+    def request_body(self, prompt: RemotePrompt, sampling: Sampling) -> dict[str, Any]:
+        """The JSON for the request (llama.cpp's extra sampling names where OpenAI has none)."""
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.0 if sampling.greedy else sampling.temperature,
+            "top_p": 1.0 if sampling.greedy else sampling.top_p,
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "repeat_penalty": sampling.repeat_penalty,
+        }
+        if prompt.messages is not None:
+            body["messages"] = [m.to_dict() for m in prompt.messages]
+            if sampling.logprobs:
+                body["logprobs"] = True
+                body["top_logprobs"] = sampling.logprobs
+            if sampling.max_tokens is not None:
+                body["max_tokens"] = sampling.max_tokens
+        else:
+            body["prompt"] = prompt.text or ""
+            if sampling.logprobs:
+                body["logprobs"] = sampling.logprobs
+            # /v1/completions defaults to 16 tokens; null means "until the model stops".
+            body["max_tokens"] = sampling.max_tokens
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        return body
+
+    def _stream(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        sampling: Sampling,
+        stats: GenerationStats,
+        cancel: threading.Event,
+    ) -> Iterator[TokenPiece]:
+        reader = _ChunkReader(stats, StopMatcher(sampling.stop), self.config.read_timeout_s)
+        attempt = 0
+        try:
+            while not cancel.is_set():
+                try:
+                    with self._http.stream(endpoint, body) as response:
+                        yield from reader.pieces(iter_lines(response.iter_bytes()), cancel)
+                    break
+                except RequestFailed as failure:
+                    if reader.produced:
+                        reader.fail(failure.error)
+                        break
+                    if not failure.retryable or attempt >= self.config.retries:
+                        raise failure.error from None
+                    delay = backoff_delay(attempt, self.config.backoff_s, failure.retry_after)
+                    attempt += 1
+                    if cancel.wait(delay):
+                        break
+        except LlmcliError as exc:
+            stats.finish_reason = "error"
+            stats.error = exc.message
+            raise
+        except BaseException:  # Ctrl-C in the read, or close() from the consumer
+            stats.finish_reason = "interrupted"
+            raise
+        finally:
+            reader.finish(cancelled=cancel.is_set())
+        tail = reader.flush()
+        if tail:
+            yield TokenPiece(text=tail, token_id=NO_TOKEN)
+
+    def _with_retries(self, call: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except RequestFailed as failure:
+                if not failure.retryable or attempt >= self.config.retries:
+                    raise failure.error from None
+                time.sleep(backoff_delay(attempt, self.config.backoff_s, failure.retry_after))
+                attempt += 1
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _cancel(stream: Iterator[TokenPiece], cancel: threading.Event) -> None:
+    """Stop a generation: flag it, and close the HTTP stream now if it is not mid-read.
+
+    A generator suspended at ``yield`` (the consumer stopped iterating, e.g. after
+    Ctrl-C in its own code) is closed here, which closes the response and lets the
+    server stop generating. One running in another thread sees the flag at its
+    next event.
+    """
+    cancel.set()
+    close = getattr(stream, "close", None)
+    if close is not None and not getattr(stream, "gi_running", True):
+        with contextlib.suppress(ValueError):
+            close()
+
+
+class _ChunkReader:
+    """Turns streamed completion chunks into pieces and fills the stats."""
+
+    def __init__(self, stats: GenerationStats, stops: StopMatcher, token_timeout_s: float) -> None:
+        self.stats = stats
+        self.stops = stops
+        self.token_timeout_s = token_timeout_s
+        self.started = time.perf_counter()
+        self.produced = False
+        self._counted = 0
+        self._server_finish: str | None = None
+        self._usage = False
+
+    def pieces(self, lines: Iterable[str], cancel: threading.Event) -> Iterator[TokenPiece]:
+        """Pieces from one response; a malformed or cut stream raises :class:`RequestFailed`.
+
+        Works line by line, not event by event, so keep-alive comments (``: ping``)
+        still let it notice a cancel or a server that stopped producing tokens.
+        """
+        parser = SSEParser()
+        last_token = time.perf_counter()
+        try:
+            for line in lines:
+                if cancel.is_set():
+                    return
+                event = parser.feed(line)
+                if event is not None:
+                    if event.data.strip() == "[DONE]":
+                        return
+                    for piece in self._chunk(event):
+                        last_token = time.perf_counter()
+                        yield piece
+                        if self.stops.stopped:
+                            return
+                if time.perf_counter() - last_token > self.token_timeout_s:
+                    raise _failure(
+                        TemporaryFailure(
+                            f"no token from the server for {self.token_timeout_s:g} s",
+                            hint="raise LLMCLI_TIMEOUT to wait longer",
+                        )
+                    )
+        except SSEFormatError as exc:
+            raise _failure(
+                ServiceUnavailable(
+                    f"the server sent a malformed event stream ({exc})",
+                    hint="check that the base URL is an OpenAI-compatible API, not a proxy page",
+                )
+            ) from exc
+        if self._server_finish is None:
+            raise _failure(
+                ServiceUnavailable(
+                    "the server closed the stream before the answer was complete",
+                    hint="check the server's log; it may have crashed or run out of memory",
+                )
+            )
+
+    def _chunk(self, event: SSEEvent) -> list[TokenPiece]:
+        try:
+            chunk = json.loads(event.data)
+        except ValueError as exc:
+            raise _failure(
+                ServiceUnavailable(
+                    f"the server sent an event that is not JSON: {event.data[:60]!r}"
+                )
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise _failure(ServiceUnavailable(f"unexpected event from the server: {chunk!r:.60}"))
+        if "error" in chunk:
+            message = server_message(json.dumps(chunk).encode())
+            raise _failure(ServiceUnavailable(f"the server reported an error: {message}"))
+        self._read_usage(chunk.get("usage"))
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return []
+        choice = choices[0]
+        if choice.get("finish_reason"):
+            self._server_finish = str(choice["finish_reason"])
+        text = _choice_text(choice)
+        return self._to_pieces(text, _choice_logprobs(choice)) if text else []
+
+    def _to_pieces(self, text: str, logprobs: list[_TokenLogprob]) -> list[TokenPiece]:
+        if not self.produced:
+            self.stats.ttft_s = time.perf_counter() - self.started
+            self.produced = True
+        self._counted += max(1, len(logprobs))
+        shown = self.stops.feed(text)
+        if len(logprobs) > 1 and "".join(lp.token for lp in logprobs) == shown:
+            return [TokenPiece(lp.token, NO_TOKEN, lp.logprob, lp.top) for lp in logprobs]
+        first = logprobs[0] if logprobs else None
+        return [
+            TokenPiece(
+                text=shown,
+                token_id=NO_TOKEN,
+                logprob=first.logprob if first else None,
+                top=first.top if first else None,
+            )
+        ]
+
+    def _read_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        if isinstance(usage.get("prompt_tokens"), int):
+            self.stats.prompt_tokens = usage["prompt_tokens"]
+        if isinstance(usage.get("completion_tokens"), int):
+            self.stats.generated_tokens = usage["completion_tokens"]
+            self._usage = True
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            self.stats.cached_tokens = details["cached_tokens"]
+
+    def fail(self, error: LlmcliError) -> None:
+        """An error after the first token: the answer so far stands, marked as failed."""
+        self.stats.finish_reason = "error"
+        self.stats.error = error.message
+
+    def finish(self, *, cancelled: bool) -> None:
+        stats = self.stats
+        stats.total_s = time.perf_counter() - self.started
+        if not self._usage:
+            stats.generated_tokens = self._counted
+        if stats.finish_reason in ("error", "interrupted"):
+            return
+        if cancelled:
+            stats.finish_reason = "interrupted"
+        elif self.stops.stopped:
+            stats.finish_reason = "stop"
+        else:
+            stats.finish_reason = _FINISH.get(self._server_finish or "stop", "stop")
+
+    def flush(self) -> str:
+        if self.stops.stopped or self.stats.finish_reason == "interrupted":
+            return ""
+        return self.stops.flush()
+
+
+@dataclass(frozen=True)
+class _TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]
+
+
+def _failure(error: LlmcliError) -> RequestFailed:
+    return RequestFailed(error)
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    """``delta.content`` for chat, ``text`` for completions."""
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        content = delta.get("content")
+        return content if isinstance(content, str) else ""
+    text = choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _choice_logprobs(choice: dict[str, Any]) -> list[_TokenLogprob]:
+    """Chat's ``logprobs.content[]`` or completions' parallel ``tokens``/``top_logprobs`` lists."""
+    data = choice.get("logprobs")
+    if not isinstance(data, dict):
+        return []
+    try:
+        if isinstance(data.get("content"), list):
+            return [
+                _TokenLogprob(
+                    str(item["token"]),
+                    float(item["logprob"]),
+                    [
+                        (str(t["token"]), float(t["logprob"]))
+                        for t in item.get("top_logprobs") or []
+                    ],
+                )
+                for item in data["content"]
+            ]
+        tokens = data.get("tokens") or []
+        values = data.get("token_logprobs") or []
+        tops = data.get("top_logprobs") or [{}] * len(tokens)
+        return [
+            _TokenLogprob(
+                str(tok),
+                float(value),
+                sorted(((str(t), float(v)) for t, v in (top or {}).items()), key=lambda x: -x[1]),
+            )
+            for tok, value, top in zip(tokens, values, tops, strict=False)
+        ]
+    except (KeyError, TypeError, ValueError):
+        return []

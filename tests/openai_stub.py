@@ -1,0 +1,295 @@
+"""A small OpenAI-compatible server on 127.0.0.1 that misbehaves on purpose.
+
+Each POST to ``/v1/chat/completions`` or ``/v1/completions`` takes the next
+scripted :class:`Reply` (a well-formed stream when the script is empty);
+``GET /v1/models`` answers ``models_reply``. Every request is recorded, and a
+reply that waits for the client to go away sets ``disconnected`` when it does,
+so tests can check that llmcli really closed the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL = "stub-model"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+Action = Callable[["_Handler", "OpenAIStub"], None]
+
+
+@dataclass
+class Reply:
+    """What to do with one request."""
+
+    action: Action
+    label: str = ""
+
+
+@dataclass
+class OpenAIStub:
+    host: str = "127.0.0.1"
+    replies: deque[Reply] = field(default_factory=deque)
+    requests: list[Recorded] = field(default_factory=list)
+    disconnected: threading.Event = field(default_factory=threading.Event)
+    models_reply: Reply | None = None
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://{self.host}:{self._server.server_address[1]}/v1"
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def completions(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    def start(self) -> OpenAIStub:
+        stub = self
+
+        class Handler(_Handler):
+            owner = stub
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> OpenAIStub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    owner: OpenAIStub
+    chat: bool = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _record(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        self.owner.requests.append(
+            Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        )
+        return body
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._record()
+        if self.path.rstrip("/") != "/v1/models":
+            return send_json(self, 404, {"error": {"message": f"no route {self.path}"}})
+        if self.owner.models_reply is not None:
+            return self.owner.models_reply.action(self, self.owner)
+        send_json(self, 200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._record() or {}
+        reply = self.owner.replies.popleft() if self.owner.replies else stream(["Hello", " world"])
+        self.chat = "messages" in body
+        reply.action(self, self.owner)
+
+
+# ---- low-level writers --------------------------------------------------------------------
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    data: Any,
+    headers: dict[str, str] | None = None,
+) -> None:
+    raw = json.dumps(data).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(raw)
+
+
+def start_stream(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    handler.wfile.flush()
+
+
+def write_chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:
+    handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    handler.wfile.flush()
+
+
+def end_stream(handler: BaseHTTPRequestHandler) -> None:
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
+
+
+def event(data: Any) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data)
+    return f"data: {text}\n\n".encode()
+
+
+def token_chunk(chat: bool, text: str, finish: str | None = None) -> dict[str, Any]:
+    if chat:
+        delta = {"content": text} if text else {}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"object": "chat.completion.chunk", "model": MODEL, "choices": [choice]}
+    choice = {"index": 0, "text": text, "finish_reason": finish}
+    return {"object": "text_completion", "model": MODEL, "choices": [choice]}
+
+
+def abort_connection(handler: BaseHTTPRequestHandler) -> None:
+    """End the connection in the middle of the chunked body, as a crashed server would.
+
+    A FIN rather than an RST: an RST makes the client's kernel drop data it has
+    not read yet, which would lose the tokens sent before the "crash".
+    """
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_WR)
+
+
+def _write_tokens(handler: _Handler, tokens: list[str]) -> None:
+    for text in tokens:
+        write_chunk(handler, event(token_chunk(handler.chat, text)))
+
+
+def _wait_for_disconnect(handler: _Handler, stub: OpenAIStub, seconds: float, ping: bool) -> None:
+    """Send nothing (or only ``: ping`` comments) until the client leaves."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if ping:
+                write_chunk(handler, b": ping\n\n")
+            time.sleep(0.05)
+            if not ping and _peer_closed(handler):
+                break
+        else:
+            return
+    except OSError:
+        pass
+    stub.disconnected.set()
+
+
+def _peer_closed(handler: _Handler) -> bool:
+    sock = handler.connection
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+# ---- replies ----------------------------------------------------------------------------------
+
+
+def stream(
+    tokens: list[str],
+    *,
+    finish: str = "stop",
+    usage: dict[str, Any] | None = None,
+    done: bool = True,
+) -> Reply:
+    """A well-formed stream: one event per token, the finish reason, usage, ``[DONE]``."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        write_chunk(handler, event(token_chunk(handler.chat, "", finish)))
+        if usage is not None:
+            write_chunk(handler, event({"choices": [], "usage": usage}))
+        if done:
+            write_chunk(handler, event("[DONE]"))
+        end_stream(handler)
+
+    return Reply(act, "stream")
+
+
+def status(code: int, message: str = "", headers: dict[str, str] | None = None) -> Reply:
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        body = {"error": {"message": message or f"stub says {code}", "code": code}}
+        send_json(handler, code, body, headers)
+
+    return Reply(act, f"status {code}")
+
+
+def cut(tokens: list[str]) -> Reply:
+    """Send some tokens, then drop the connection in the middle of the body."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        abort_connection(handler)
+
+    return Reply(act, "cut")
+
+
+def stall(tokens: list[str], *, seconds: float = 30.0, ping: bool = False) -> Reply:
+    """Send some tokens, then nothing (or only keep-alive comments) for ``seconds``."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        _wait_for_disconnect(handler, stub, seconds, ping)
+        handler.close_connection = True
+
+    return Reply(act, "stall")
+
+
+def malformed(tokens: list[str], line: bytes) -> Reply:
+    """Send some tokens, then a line that is not a server-sent event, then more tokens."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        write_chunk(handler, line + b"\n\n")
+        _write_tokens(handler, ["never", " shown"])
+        write_chunk(handler, event(token_chunk(handler.chat, "", "stop")))
+        write_chunk(handler, event("[DONE]"))
+        end_stream(handler)
+
+    return Reply(act, "malformed")
+
+
+def raw_events(*payloads: bytes) -> Reply:
+    """Send these exact bytes as the body, one HTTP chunk each."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        for payload in payloads:
+            write_chunk(handler, payload)
+        end_stream(handler)
+
+    return Reply(act, "raw")
