@@ -1,0 +1,142 @@
+"""``llmcli history list|show|rm``: the conversations ``chat`` and ``ask -c`` saved."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmcli.cli import options as opt
+from llmcli.cli.base import app
+from llmcli.context import Environment
+
+if TYPE_CHECKING:
+    from llmcli.session.history import ConversationInfo, HistoryStore
+
+history_app = typer.Typer(
+    name="history",
+    help="List, show and remove saved conversations (resume one with 'llmcli chat --resume ID').",
+    no_args_is_help=True,
+)
+app.add_typer(history_app, name="history")
+
+IdArg = Annotated[int, typer.Argument(metavar="ID", help="Conversation ID (see 'history list').")]
+
+
+def _store() -> HistoryStore:
+    from llmcli.session.history import HistoryStore
+
+    return HistoryStore()
+
+
+def _print_json(env: Environment, data: Any) -> None:
+    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    env.stdout.flush()
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+@history_app.command("list")
+def history_list(
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Show at most N conversations.")
+    ] = 20,
+    json_output: opt.JsonOpt = False,
+) -> None:
+    """List conversations, most recent first."""
+    env = Environment()
+    rows = _store().conversations(limit=limit)
+    if json_output:
+        _print_json(env, [row.to_dict() for row in rows])
+    elif env.stdout_isatty:
+        _print_table(env, rows)
+    else:
+        for row in rows:
+            env.stdout.write(
+                f"{row.id}\t{_when(row.updated)}\t{row.model or '-'}\t{row.messages}\t{row.title}\n"
+            )
+
+
+def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from llmcli.render.console import make_console
+
+    console = make_console(env)
+    if not rows:
+        console.print("No conversations yet: start one with 'llmcli chat'.", style="dim")
+        return
+    table = Table(box=None, pad_edge=False)
+    for name, justify in (("ID", "right"), ("Updated", "left"), ("Model", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("Msgs", justify="right")
+    table.add_column("First message", overflow="ellipsis", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            _when(row.updated),
+            Text(row.model or "-"),
+            str(row.messages),
+            Text(row.title),
+        )
+    console.print(table)
+
+
+@history_app.command("show")
+def history_show(conversation_id: IdArg, json_output: opt.JsonOpt = False) -> None:
+    """Print a conversation."""
+    env = Environment()
+    store = _store()
+    info = store.info(conversation_id)
+    conversation = store.load(conversation_id)
+    if json_output:
+        stats = store.message_stats(conversation_id)
+        data = info.to_dict()
+        data["messages"] = [
+            {"role": m.role, "content": m.content, "interrupted": m.interrupted}
+            | ({"stats": stats[m.id]} if m.id in stats else {})
+            for m in conversation.messages
+        ]
+        _print_json(env, data)
+        return
+    from llmcli.session.transcript import to_markdown
+
+    text = to_markdown(conversation, model=info.model, markers=False)
+    if env.stdout_isatty:
+        from rich.markdown import Markdown
+
+        from llmcli.render.console import make_console
+
+        make_console(env).print(Markdown(text))
+    else:
+        env.stdout.write(text)
+
+
+@history_app.command("rm")
+def history_rm(
+    conversation_ids: Annotated[
+        list[int], typer.Argument(metavar="ID...", help="Conversation IDs to remove.")
+    ],
+    json_output: opt.JsonOpt = False,
+) -> None:
+    """Remove conversations."""
+    from llmcli.errors import LlmcliError
+
+    env = Environment()
+    store = _store()
+    removed = [i for i in conversation_ids if store.remove(i)]
+    missing = [i for i in conversation_ids if i not in removed]
+    if json_output:
+        _print_json(env, {"removed": removed, "missing": missing})
+    elif removed:
+        env.stdout.write(f"removed {', '.join(map(str, removed))}\n")
+    if missing:
+        raise LlmcliError(
+            f"no conversation {', '.join(map(str, missing))} in the history",
+            hint="see 'llmcli history list'",
+        )

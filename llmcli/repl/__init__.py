@@ -1,0 +1,1 @@
+"""The interactive chat: prompt_toolkit input, slash commands, and the turn loop."""

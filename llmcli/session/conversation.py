@@ -1,0 +1,221 @@
+"""A conversation and the token prompts it becomes, kept append-only for the KV cache.
+
+llama.cpp keeps the longest common token prefix with the previous call, so a chat
+turn costs only its new tokens *if* the prompt of turn N+1 starts with exactly the
+tokens of turn N's prompt and answer. Re-rendering and re-tokenizing the whole
+conversation does not guarantee that: the answer's text may tokenize differently
+from the ids the model sampled, and tokenizing a long text in one piece can merge
+across the boundary where the previous prompt ended. :class:`PromptLog` therefore
+remembers the exact ids of earlier prompts and answers together with their text,
+and builds the next prompt as *remembered ids + tokens of the new text only*.
+
+When the context would overflow, the oldest exchanges leave the window (never the
+system prompt, never the newest message); they stay in the conversation (and in
+the history database), only the prompt forgets them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from llmcli.engine.base import Generation, Message, Sampling
+from llmcli.errors import DataError, UsageError
+
+OverflowPolicy = Literal["drop-oldest", "error"]
+OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop-oldest", "error")
+MAX_SNAPSHOTS = 32
+
+
+@runtime_checkable
+class ChatEngine(Protocol):
+    """What a chat needs from an engine (both the llama.cpp and the fake engine fit)."""
+
+    model_name: str
+    n_ctx: int
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str: ...
+
+    def chat_prompt(self, messages: Sequence[Message]) -> list[int]: ...
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ChatMessage:
+    """One message as the user sees it; ``id`` is its row in the history database."""
+
+    role: str
+    content: str
+    interrupted: bool = False
+    id: int | None = None
+
+    def to_message(self) -> Message:
+        return Message(self.role, self.content)
+
+
+@dataclass
+class Conversation:
+    """The system prompt and the messages; ``window_start`` is the first one in context."""
+
+    system: str | None = None
+    messages: list[ChatMessage] = field(default_factory=list)
+    id: int | None = None
+    window_start: int = 0
+
+    @property
+    def title(self) -> str:
+        first = next((m.content for m in self.messages if m.role == "user"), "")
+        line = " ".join(first.split())
+        return line[:60] + ("…" if len(line) > 60 else "")
+
+    def in_context(self) -> list[Message]:
+        """The messages the model sees: the system prompt, then the window."""
+        head = [Message("system", self.system)] if self.system else []
+        return head + [m.to_message() for m in self.messages[self.window_start :]]
+
+    def add(self, role: str, content: str, *, interrupted: bool = False) -> ChatMessage:
+        message = ChatMessage(role, content, interrupted)
+        self.messages.append(message)
+        return message
+
+    def last_exchange_start(self) -> int | None:
+        """Index of the last user message (an exchange is a user message and its answer)."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "user":
+                return index
+        return None
+
+    def pop_from(self, index: int) -> list[ChatMessage]:
+        removed = self.messages[index:]
+        del self.messages[index:]
+        self.window_start = min(self.window_start, len(self.messages))
+        return removed
+
+    def drop_oldest_exchange(self) -> bool:
+        """Move the window past the oldest exchange; False when only the newest is left."""
+        newest = self.last_exchange_start()
+        if newest is None or self.window_start >= newest:
+            return False
+        nxt = self.window_start + 1
+        while nxt < newest and self.messages[nxt].role != "user":
+            nxt += 1
+        self.window_start = nxt
+        return True
+
+    def dropped_exchanges(self) -> int:
+        return sum(1 for m in self.messages[: self.window_start] if m.role == "user")
+
+
+@dataclass
+class _Snapshot:
+    text: str
+    ids: list[int]
+
+
+class PromptLog:
+    """Token sequences the engine evaluated, so the next prompt extends them exactly."""
+
+    def __init__(self) -> None:
+        self._snapshots: list[_Snapshot] = []
+
+    def reset(self) -> None:
+        self._snapshots.clear()
+
+    def tokens(self, engine: ChatEngine, messages: Sequence[Message]) -> tuple[str, list[int]]:
+        """The rendered prompt and its ids, reusing the longest remembered prefix."""
+        text = engine.render_chat(messages)
+        base = self._longest_prefix(text)
+        if base is None:
+            return text, engine.chat_prompt(messages)
+        suffix = text[len(base.text) :]
+        extra = engine.tokenize(suffix, add_bos=False, special=True) if suffix else []
+        return text, base.ids + extra
+
+    def remember(self, text: str, ids: list[int]) -> None:
+        if not text:
+            return
+        self._snapshots = [s for s in self._snapshots if s.text != text]
+        self._snapshots.append(_Snapshot(text, list(ids)))
+        del self._snapshots[:-MAX_SNAPSHOTS]
+
+    def remember_answer(
+        self, engine: ChatEngine, prompt: tuple[str, list[int]], answer: str, answer_ids: list[int]
+    ) -> None:
+        """Remember prompt + answer, but only if the sampled ids really spell the answer.
+
+        A stop sequence cut from the text, or a character split at max-tokens, makes
+        them differ; then the answer is simply re-tokenized next turn.
+        """
+        if answer_ids and engine.detokenize(answer_ids) == answer:
+            self.remember(prompt[0] + answer, prompt[1] + answer_ids)
+
+    def _longest_prefix(self, text: str) -> _Snapshot | None:
+        best: _Snapshot | None = None
+        for snap in self._snapshots:
+            if text.startswith(snap.text) and (best is None or len(snap.text) > len(best.text)):
+                best = snap
+        return best
+
+
+def answer_reserve(n_ctx: int, max_tokens: int | None) -> int:
+    """Tokens kept free for the answer when deciding whether a turn fits."""
+    wanted = max_tokens if max_tokens else n_ctx // 4
+    return max(1, min(wanted, n_ctx // 2))
+
+
+@dataclass
+class FittedPrompt:
+    text: str
+    ids: list[int]
+    dropped: int
+    """Exchanges that left the window to make this prompt fit."""
+
+
+def fit_prompt(
+    engine: ChatEngine,
+    conversation: Conversation,
+    log: PromptLog,
+    *,
+    reserve: int,
+    policy: OverflowPolicy = "drop-oldest",
+) -> FittedPrompt:
+    """The prompt for the conversation's next answer, trimmed to leave ``reserve`` tokens."""
+    dropped = 0
+    while True:
+        text, ids = log.tokens(engine, conversation.in_context())
+        if len(ids) + reserve <= engine.n_ctx:
+            return FittedPrompt(text, ids, dropped)
+        if policy == "error":
+            raise DataError(
+                f"the conversation is {len(ids)} tokens; with {reserve} kept for the answer "
+                f"it does not fit the context of {engine.n_ctx}",
+                hint="start a new conversation (/clear), raise --ctx, or use "
+                "--on-overflow drop-oldest",
+            )
+        if not conversation.drop_oldest_exchange():
+            what = "the system prompt and your message are" if conversation.system else "it is"
+            raise DataError(
+                f"your message does not fit: {what} {len(ids)} tokens, the context holds "
+                f"{engine.n_ctx} with {reserve} kept for the answer",
+                hint="send a shorter message, lower --max-tokens, or raise --ctx",
+            )
+        dropped += 1
+
+
+def check_overflow_policy(value: str) -> OverflowPolicy:
+    for policy in OVERFLOW_POLICIES:
+        if value == policy:
+            return policy
+    raise UsageError(
+        f"--on-overflow must be one of {', '.join(OVERFLOW_POLICIES)}, not {value!r}",
+    )
