@@ -18,7 +18,16 @@ import typer
 
 # Command modules register themselves on the shared app when imported.
 import llmcli.cli.ask  # noqa: F401
+import llmcli.cli.chat  # noqa: F401
+import llmcli.cli.completion  # noqa: F401
+import llmcli.cli.config_cmd  # noqa: F401
+import llmcli.cli.doctor  # noqa: F401
+import llmcli.cli.history  # noqa: F401
+import llmcli.cli.inspect  # noqa: F401
 import llmcli.cli.models  # noqa: F401
+import llmcli.cli.models_manage  # noqa: F401
+import llmcli.cli.models_show  # noqa: F401
+import llmcli.cli.pull  # noqa: F401
 from llmcli.cli.base import app
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
@@ -70,9 +79,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED
+    except Terminated:
+        return ExitStatus.TERMINATED
     except BrokenPipeError:
         _silence_stdout()
         return 128 + signal.SIGPIPE
+    except SystemExit as exc:
+        # Typer catches a broken pipe inside a command and calls sys.exit(1).
+        if isinstance(exc.__context__, BrokenPipeError):
+            _silence_stdout()
+            return 128 + signal.SIGPIPE
+        raise
     except Exception as exc:
         if debug:
             traceback.print_exc()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
-from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine
-from llmcli.config import load_settings
+from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine, parse_loras
+from llmcli.config import load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, Generation, Message, TokenPiece
-from llmcli.errors import Interrupted, UsageError
+from llmcli.errors import Interrupted, ServiceUnavailable, Terminated, UsageError
 from llmcli.session.budget import check_prompt_fits
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
+
+if TYPE_CHECKING:
+    from llmcli.cli.chat import ContinuedAsk
 
 
 class Sink(Protocol):
@@ -38,18 +41,24 @@ class _Silent:
         pass
 
 
-def open_sink(env: Environment, *, plain: bool, json_mode: bool) -> Sink:
-    """Rich markdown in a terminal; raw text in a pipe, with ``--plain``, or ``TERM=dumb``."""
+def open_sink(
+    env: Environment, *, plain: bool, json_mode: bool, code_theme: str | None = None
+) -> Sink:
+    """Rich markdown in a terminal; raw text in a pipe, with ``--plain``, or ``TERM=dumb``.
+
+    Raw text to a terminal drops control characters the model produced (an answer
+    holding ``ESC[2J`` would clear the screen); in a pipe the bytes pass unchanged.
+    """
     from llmcli.render.plain import PlainWriter
 
     if json_mode:
         return _Silent()
     if plain or not env.stdout_isatty or env.environ.get("TERM") == "dumb":
-        return PlainWriter(env.stdout)
+        return PlainWriter(env.stdout, strip_controls=bool(env.stdout_isatty))
     from llmcli.render.console import make_console
     from llmcli.render.markdown import StreamingMarkdown
 
-    sink = StreamingMarkdown(make_console(env))
+    sink = StreamingMarkdown(make_console(env), code_theme=code_theme or "monokai")
     sink.__enter__()
     return sink
 
@@ -69,12 +78,19 @@ def build_messages(system: str | None, text: str) -> list[Message]:
 
 def stream_answer(generation: Generation, sink: Sink, collect: list[TokenPiece]) -> None:
     """Feed every piece to the sink; on Ctrl-C, keep what was shown and re-raise."""
+    feed_token = getattr(sink, "feed_token", None)  # sinks that colour by probability
     try:
         for piece in generation:
             collect.append(piece)
-            if piece.text:
+            if feed_token is not None:
+                feed_token(piece.text, piece.logprob)
+            elif piece.text:
                 sink.feed(piece.text)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a server failing before its first token
+        generation.cancel()
+        close = getattr(generation.pieces, "close", None)
+        if close is not None:
+            close()  # waits for the engine to stop, so its stats are final
         sink.abort()
         raise
     sink.finish()
@@ -92,13 +108,13 @@ def answer_json(
     if logprobs:
         result["tokens"] = [
             {
-                "id": p.token_id,
+                "id": p.token_id if p.token_id >= 0 else None,  # remote servers send no ids
                 "text": p.text,
                 "logprob": p.logprob,
                 "top": [{"token": t, "logprob": lp} for t, lp in (p.top or [])],
             }
             for p in pieces
-            if p.token_id >= 0
+            if p.logprob is not None
         ]
     return result
 
@@ -125,11 +141,23 @@ def ask(
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
     ] = False,
+    continue_conversation: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            "-c",
+            help="Add this turn to the most recent conversation (see 'llmcli history'), "
+            "with its model unless -m is given; both messages are saved.",
+        ),
+    ] = False,
     ctx: opt.CtxOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
     threads: opt.ThreadsOpt = None,
     chat_template: opt.ChatTemplateOpt = None,
     chat_format: opt.ChatFormatOpt = None,
+    lora: opt.LoraOpt = None,
+    engine_name: opt.EngineOpt = None,
+    base_url: opt.BaseUrlOpt = None,
     json_output: opt.JsonOpt = False,
     logprobs: Annotated[
         int,
@@ -142,6 +170,15 @@ def ask(
         ),
     ] = 0,
     stats: opt.StatsOpt = False,
+    show_probs: Annotated[
+        bool,
+        typer.Option(
+            "--show-probs",
+            help="In a terminal, colour each generated token by its probability (the softmax "
+            "of the raw logits); the legend goes to stderr. Output in a pipe is unchanged.",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
     plain: opt.PlainOpt = False,
     encoding_errors: opt.EncodingErrorsOpt = "strict",
     verbose: opt.VerboseOpt = False,
@@ -161,12 +198,21 @@ def ask(
         raise UsageError("--encoding-errors must be strict or replace")
     if raw and system:
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    if raw and continue_conversation:
+        raise UsageError("--continue needs the chat template", hint="drop --raw")
+    continued = _continued() if continue_conversation else None
+    if continued is not None and model is None:
+        model = continued.model_ref
     settings = load_settings(env.environ)
+    settings = settings_for_model(settings, model or settings.model)
     stdin_text = (
         None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
     )
     text = combine_prompt(stdin_text, prompt or [])
-    flags = ModelFlags(model, ctx, gpu_layers, threads, chat_template, chat_format, verbose)
+    flags = ModelFlags(
+        model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
+    )
+    flags.engine, flags.base_url = engine_name, base_url
     sampling = build_sampling(
         SamplingFlags(
             temperature,
@@ -185,19 +231,60 @@ def ask(
     engine, resolved = load_engine(flags, settings, env)
     _show_notices(env, engine)
     system_prompt = system if system is not None else settings.system
-    ids = (
-        engine.text_prompt(text) if raw else engine.chat_prompt(build_messages(system_prompt, text))
-    )
+    if continued is not None:
+        ids = continued.prompt(
+            env,
+            engine,
+            model_name=resolved.name,
+            model_ref=flags.model or settings.model,
+            system=system,
+            text=text,
+            max_tokens=sampling.max_tokens,
+        )
+    else:
+        ids = (
+            engine.text_prompt(text)
+            if raw
+            else engine.chat_prompt(build_messages(system_prompt, text))
+        )
     check_prompt_fits(len(ids), engine.n_ctx)
+    prob_sink = _probability_sink(env) if show_probs and not json_output else None
+    if prob_sink is not None:
+        sampling.logprobs = max(sampling.logprobs, 1)
     generation = engine.generate(ids, sampling)
     pieces: list[TokenPiece] = []
-    sink = open_sink(env, plain=plain, json_mode=json_output)
+    sink = prob_sink or open_sink(
+        env, plain=plain, json_mode=json_output, code_theme=settings.theme
+    )
     try:
         stream_answer(generation, sink, pieces)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as stop:  # SIGTERM: the same cleanup, exit 143
+        if continued is not None:
+            continued.save(pieces, generation.stats, interrupted=True)
         _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
+        if isinstance(stop, Terminated):
+            raise
         raise Interrupted("interrupted") from None
+    if continued is not None:
+        continued.save(pieces, generation.stats, interrupted=False)
     _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
+    if generation.stats.finish_reason == "error":  # a server failed mid-answer
+        raise ServiceUnavailable(
+            generation.stats.error or "generation failed",
+            hint="the answer above is incomplete",
+        )
+
+
+def _continued() -> ContinuedAsk:
+    from llmcli.cli.chat import ContinuedAsk
+
+    return ContinuedAsk()
+
+
+def _probability_sink(env: Environment) -> Sink | None:
+    from llmcli.render.tokens import open_probability_stream
+
+    return open_probability_stream(env)
 
 
 def _enc(value: str) -> EncodingErrors:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llmcli.config import Settings
@@ -10,8 +11,8 @@ from llmcli.context import Environment
 from llmcli.engine.base import Engine, LoadOptions, LoraSpec, Sampling
 from llmcli.engine.hardware import parse_gpu_layers
 from llmcli.engine.template import BUILTIN_FORMATS
-from llmcli.errors import DataError, UsageError
-from llmcli.store.resolve import ResolvedModel, resolve_model
+from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.store.resolve import ModelNotPulled, ResolvedModel, resolve_model
 
 
 @dataclass
@@ -26,6 +27,9 @@ class ModelFlags:
     chat_format: str | None = None
     verbose: bool = False
     loras: list[LoraSpec] = field(default_factory=list)
+    engine: str | None = None
+    """``local`` or ``openai`` (an OpenAI-compatible server); see llmcli.cli.remote."""
+    base_url: str | None = None
 
 
 @dataclass
@@ -99,20 +103,101 @@ def load_options(flags: ModelFlags, settings: Settings) -> LoadOptions:
     )
 
 
+def parse_lora(value: str) -> LoraSpec:
+    """``PATH[:SCALE]``: the text after the last colon is a scale only if it is a number.
+
+    So ``a.gguf:0.5`` has scale 0.5, while ``OWNER/REPO:Q8_0`` and ``C:\\x.gguf`` are refs.
+    """
+    ref, sep, tail = value.rpartition(":")
+    try:
+        scale = float(tail) if sep else 1.0
+    except ValueError:
+        ref, scale = value, 1.0
+    if not sep:
+        ref = value
+    if not math.isfinite(scale):
+        raise UsageError(f"--lora {value}: the scale must be a finite number", hint="e.g. 0.5")
+    if not ref.strip():
+        raise UsageError("--lora needs a path", hint="--lora ADAPTER.gguf[:SCALE]")
+    return LoraSpec(path=Path(ref), scale=scale)
+
+
+def parse_loras(values: list[str] | None) -> list[LoraSpec]:
+    return [parse_lora(value) for value in values or ()]
+
+
+def resolve_loras(loras: list[LoraSpec], env: Environment) -> list[LoraSpec]:
+    """An existing file is used as is; anything else is looked up like a model (the store)."""
+    resolved = []
+    for spec in loras:
+        path = spec.path.expanduser()
+        if not path.is_file():
+            path = _adapter_from_store(str(spec.path), env)
+        resolved.append(replace(spec, path=path))
+    return resolved
+
+
+def _adapter_from_store(ref: str, env: Environment) -> Path:
+    try:
+        return resolve_model(ref, env.environ).path
+    except ModelNotPulled as missing:
+        raise ModelNotFound(
+            f"LoRA adapter {ref} is not in the local store", hint=f"run: {missing.command}"
+        ) from None
+    except ModelNotFound:
+        raise ModelNotFound(
+            f"LoRA adapter {ref} does not exist", hint="pass the path of an adapter .gguf file"
+        ) from None
+
+
 def resolve(flags: ModelFlags, settings: Settings, env: Environment) -> ResolvedModel:
+    """Resolve the model; in a terminal, offer to pull a Hub model that is not stored yet."""
     ref = flags.model or settings.model
-    return resolve_model(ref, env.environ)
+    try:
+        return resolve_model(ref, env.environ)
+    except ModelNotPulled as missing:
+        if not (env.stdin_isatty and env.stderr_isatty) or not _confirm_pull(missing):
+            raise
+        _pull(missing)
+        return resolve_model(ref, env.environ)
+
+
+def _confirm_pull(missing: ModelNotPulled) -> bool:
+    import typer
+
+    return bool(
+        typer.confirm(f"{missing.ref} is not in the store. Pull it now?", default=True, err=True)
+    )
+
+
+def _pull(missing: ModelNotPulled) -> None:
+    from llmcli.cli.pull import hub_ref_of, run_pull
+
+    run_pull(hub_ref_of(missing.ref), Environment(), wait_s=300.0)
 
 
 def load_engine(
     flags: ModelFlags, settings: Settings, env: Environment
 ) -> tuple[Engine, ResolvedModel]:
-    """Resolve, check the GGUF header (before llama.cpp sees the file), then load."""
+    """Resolve, check the GGUF header (before llama.cpp sees the file), then load.
+
+    A remote server (``--engine openai``, ``--base-url``, ``-m REMOTE/MODEL``) is
+    connected to instead; its :class:`ResolvedModel` has an empty path.
+    """
+    from llmcli.cli.remote import choose_remote, load_remote
     from llmcli.engine.loader import load_local
+    from llmcli.store.adapters import check_adapters
     from llmcli.store.gguf import check_model_file
 
+    remote = choose_remote(flags, settings, env)
+    if remote is not None:
+        return load_remote(remote, flags, env)
     options = load_options(flags, settings)
     model = resolve(flags, settings, env)
     header = check_model_file(model.path)
+    if options.loras:
+        loras = resolve_loras(list(options.loras), env)
+        check_adapters((spec.path for spec in loras), header)
+        options = replace(options, loras=tuple(loras))
     engine = load_local(model.path, options, trained_ctx=header.context_length)
     return engine, model

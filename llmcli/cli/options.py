@@ -20,7 +20,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model: a .gguf path, OWNER/REPO[:QUANT], or an alias. "
+        help="Model: a .gguf path, OWNER/REPO[:QUANT], an alias, or REMOTE/MODEL for a "
+        "server named in the config file's remotes table (with --base-url: the server's "
+        "model name). "
         "Default: LLMCLI_MODEL, the config file, then the bundled SmolLM2.",
         rich_help_panel=MODEL,
         show_default=False,
@@ -170,6 +172,41 @@ ChatFormatOpt = Annotated[
         "--chat-format",
         help="Built-in chat format instead of the model's template: "
         "chatml, llama-3, llama-2, gemma, phi-3.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+LoraOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lora",
+        metavar="PATH[:SCALE]",
+        help="Apply a LoRA adapter (a GGUF from llama.cpp's convert_lora_to_gguf.py) at SCALE "
+        "[default: 1.0]; repeat for several. PATH may be a pulled OWNER/REPO reference. An "
+        "adapter that does not fit the model is refused before generation.",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        metavar="local|openai",
+        help="Where the model runs: local (llama.cpp in this process) or openai (an "
+        "OpenAI-compatible server: llama-server, vLLM, ollama) [default: openai when a "
+        "base URL is set, else local].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        metavar="URL",
+        help="OpenAI-compatible server to run on, e.g. http://127.0.0.1:8080/v1 "
+        "[env: LLMCLI_BASE_URL]. API key: LLMCLI_API_KEY or OPENAI_API_KEY.",
         rich_help_panel=MODEL,
         show_default=False,
     ),
