@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,17 +15,13 @@ from llmcli.config import load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, Generation, Message, TokenPiece
 from llmcli.errors import Interrupted, ServiceUnavailable, Terminated, UsageError
+from llmcli.render.sink import AnswerSink as Sink
+from llmcli.render.sink import open_answer_sink
 from llmcli.session.budget import check_prompt_fits
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
 
 if TYPE_CHECKING:
     from llmcli.cli.chat import ContinuedAsk
-
-
-class Sink(Protocol):
-    def feed(self, text: str) -> None: ...
-    def finish(self) -> None: ...
-    def abort(self) -> None: ...
 
 
 class _Silent:
@@ -44,23 +40,10 @@ class _Silent:
 def open_sink(
     env: Environment, *, plain: bool, json_mode: bool, code_theme: str | None = None
 ) -> Sink:
-    """Rich markdown in a terminal; raw text in a pipe, with ``--plain``, or ``TERM=dumb``.
-
-    Raw text to a terminal drops control characters the model produced (an answer
-    holding ``ESC[2J`` would clear the screen); in a pipe the bytes pass unchanged.
-    """
-    from llmcli.render.plain import PlainWriter
-
+    """``--json`` collects silently; otherwise Markdown in a terminal, raw text elsewhere."""
     if json_mode:
         return _Silent()
-    if plain or not env.stdout_isatty or env.environ.get("TERM") == "dumb":
-        return PlainWriter(env.stdout, strip_controls=bool(env.stdout_isatty))
-    from llmcli.render.console import make_console
-    from llmcli.render.markdown import StreamingMarkdown
-
-    sink = StreamingMarkdown(make_console(env), code_theme=code_theme or "monokai")
-    sink.__enter__()
-    return sink
+    return open_answer_sink(env, plain=plain, code_theme=code_theme)
 
 
 def notify(env: Environment, message: str) -> None:

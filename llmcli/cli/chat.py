@@ -10,8 +10,14 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
-from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine
-from llmcli.config import Settings, load_settings
+from llmcli.cli.loading import (
+    ModelFlags,
+    SamplingFlags,
+    build_sampling,
+    load_engine,
+    parse_loras,
+)
+from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, GenerationStats, Sampling, TokenPiece
 from llmcli.errors import LlmcliError, UsageError
@@ -90,6 +96,9 @@ def chat(
     threads: opt.ThreadsOpt = None,
     chat_template: opt.ChatTemplateOpt = None,
     chat_format: opt.ChatFormatOpt = None,
+    lora: opt.LoraOpt = None,
+    engine_name: opt.EngineOpt = None,
+    base_url: opt.BaseUrlOpt = None,
     plain: opt.PlainOpt = False,
     quiet: Annotated[
         bool,
@@ -127,6 +136,7 @@ def chat(
         raise UsageError("--continue and --resume both given", hint="pass only one of them")
     store, conversation, stored_ref = _open_history(continue_last, resume)
     settings = load_settings(env.environ)
+    settings = settings_for_model(settings, model or stored_ref or settings.model)
     flags = ModelFlags(
         model=model or stored_ref,
         ctx=ctx,
@@ -135,6 +145,9 @@ def chat(
         chat_template=chat_template,
         chat_format=chat_format,
         verbose=verbose,
+        loras=parse_loras(lora),
+        engine=engine_name,
+        base_url=base_url,
     )
     sampling = build_sampling(
         SamplingFlags(
@@ -155,7 +168,9 @@ def chat(
         session.set_system(system)
     elif conversation is None:
         session.conversation.system = settings.system
-    status = _run_repl(env, session, sampling, _model_loader(flags, settings, env), plain, quiet)
+    status = _run_repl(
+        env, session, sampling, _model_loader(flags, settings, env), plain, quiet, settings.theme
+    )
     session.engine.close()
     store.close()
     if status:
@@ -180,12 +195,13 @@ def _run_repl(
     load_model: ModelLoader,
     plain: bool,
     quiet: bool,
+    code_theme: str | None = None,
 ) -> int:
     from llmcli import paths
     from llmcli.repl.inputs import LineReader, TerminalReader
     from llmcli.repl.loop import ChatOutput, ChatRepl
 
-    output = ChatOutput(env, plain=plain, quiet=quiet)
+    output = ChatOutput(env, plain=plain, quiet=quiet, code_theme=code_theme)
     for notice in getattr(session.engine, "notices", ()):
         output.notice(f"note: {notice}")
     repl = ChatRepl(session, sampling, output, LineReader(sys.stdin), load_model=load_model)

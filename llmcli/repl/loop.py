@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from llmcli.context import Environment
 from llmcli.engine.base import Generation, GenerationStats, Sampling, TokenPiece
 from llmcli.errors import ExitStatus, LlmcliError, UsageError
+from llmcli.render.sink import AnswerSink as Sink
+from llmcli.render.sink import open_answer_sink, wants_markdown
 from llmcli.repl.commands import (
     apply_setting,
     find_command,
@@ -36,29 +38,25 @@ ModelLoader = Callable[[str], tuple[ChatEngine, str]]
 """Load the model a ``/model REF`` names; returns the engine and its display name."""
 
 
-class Sink(Protocol):
-    def feed(self, text: str) -> None: ...
-    def finish(self) -> None: ...
-    def abort(self) -> None: ...
-
-
 class ChatOutput:
     """Answers on stdout (Markdown in a terminal, raw text otherwise); notices on stderr."""
 
-    def __init__(self, env: Environment, *, plain: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        plain: bool = False,
+        quiet: bool = False,
+        code_theme: str | None = None,
+    ) -> None:
         self.env = env
         self.quiet = quiet
-        self.markdown = not plain and bool(env.stdout_isatty) and env.environ.get("TERM") != "dumb"
+        self.plain = plain
+        self.code_theme = code_theme
+        self.markdown = wants_markdown(env, plain=plain)
 
     def sink(self) -> Sink:
-        if not self.markdown:
-            from llmcli.render.plain import PlainWriter
-
-            return PlainWriter(self.env.stdout, strip_controls=bool(self.env.stdout_isatty))
-        from llmcli.render.console import make_console
-        from llmcli.render.markdown import StreamingMarkdown
-
-        return StreamingMarkdown(make_console(self.env))
+        return open_answer_sink(self.env, plain=self.plain, code_theme=self.code_theme)
 
     def say(self, text: str) -> None:
         self.env.stdout.write(text + "\n")
