@@ -82,7 +82,13 @@ class Interrupted(LlmcliError):
     status = ExitStatus.INTERRUPTED
 
 
-class Terminated(LlmcliError):
-    """The process received SIGTERM."""
+class Terminated(BaseException):
+    """The process received SIGTERM (raised by the handler ``llmcli.cli.app`` installs).
+
+    Like ``KeyboardInterrupt`` it is not an ``Exception``: handlers written for
+    failures (``except LlmcliError`` in the chat loop, ``except Exception`` around a
+    doctor check) must not swallow it and carry on. Code that cleans up after Ctrl-C
+    catches ``(KeyboardInterrupt, Terminated)`` to do the same for SIGTERM.
+    """
 
     status = ExitStatus.TERMINATED

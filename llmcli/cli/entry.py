@@ -17,11 +17,13 @@ COMPLETION_MODELS = ["completion", "models"]
 
 def main() -> NoReturn:
     argv = sys.argv[1:]
-    if argv[:2] == COMPLETION_MODELS and set(argv[2:]) <= {"--describe"}:
-        print_model_names(sys.stdout, describe=bool(argv[2:]))
-        sys.exit(0)
-    from llmcli.cli.app import main as full_main
-
+    try:
+        if argv[:2] == COMPLETION_MODELS and set(argv[2:]) <= {"--describe"}:
+            print_model_names(sys.stdout, describe=bool(argv[2:]))
+            sys.exit(0)
+        from llmcli.cli.app import main as full_main
+    except KeyboardInterrupt:  # Ctrl-C while still importing: as quiet as later on
+        sys.exit(130)
     full_main()
 
 

@@ -43,6 +43,7 @@ from llmcli.engine.base import (
 )
 from llmcli.engine.hardware import physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
+from llmcli.engine.signals import deferred_signals
 from llmcli.engine.stops import StopMatcher
 from llmcli.engine.template import BUILTIN_FORMATS, DEFAULT_FORMAT, ChatTemplate
 from llmcli.errors import DataError, LlmcliError
@@ -88,15 +89,8 @@ class LlamaEngine:
         )
         self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
         try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=self.n_ctx,
-                n_batch=min(N_BATCH, self.n_ctx),
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                n_gpu_layers=self.gpu_layers,
-                verbose=options.verbose,
-            )
+            with deferred_signals():  # Ctrl-C inside llama.cpp's log callback is lost
+                self._llama = self._load(llama_cpp, path, options)
         except (ValueError, RuntimeError) as exc:
             raise DataError(
                 f"llama.cpp could not load {path}: {exc}",
@@ -116,10 +110,22 @@ class LlamaEngine:
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
         try:
-            self._loras.load(options.loras)
+            with deferred_signals():
+                self._loras.load(options.loras)
         except BaseException:
             self.close()
             raise
+
+    def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=self.n_ctx,
+            n_batch=min(N_BATCH, self.n_ctx),
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            n_gpu_layers=self.gpu_layers,
+            verbose=options.verbose,
+        )
 
     # -- LoRA adapters --------------------------------------------------------
 
@@ -217,6 +223,11 @@ class LlamaEngine:
 
     def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
+        if not prompt:  # llama-cpp-python would fail an assert deep inside sampling
+            raise DataError(
+                f"the prompt is 0 tokens: {self.model_name}'s tokenizer produced nothing",
+                hint="the model's vocabulary cannot spell this text; check the model file",
+            )
         if len(prompt) >= self.n_ctx:
             raise DataError(
                 f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",

@@ -23,10 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmcli import paths
-from llmcli.errors import DataError
+from llmcli.errors import DataError, Terminated
 
 PROBE_TIMEOUT_S = 300
 HEAD_BYTES = 1024 * 1024
+REFUSED = 3
+"""The child's exit status when llama.cpp refused the file; any other failure (a broken
+llama-cpp-python install, no memory) says nothing lasting about the file."""
+STOPPED_FROM_OUTSIDE = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL}
+"""Signals that say something about the moment (Ctrl-C to the process group, a closed
+terminal, the OOM killer), not about the file: no verdict is remembered for them."""
 
 
 def verdict_file() -> Path:
@@ -65,22 +71,33 @@ def _child_command(path: Path) -> list[str]:
     return [sys.executable, "-m", "llmcli.engine.probe", str(path)]
 
 
+def _child_environment() -> dict[str, str]:
+    """On a failed assert ggml attaches gdb to print a backtrace (~30 CPU-seconds when gdb
+    is installed), to a stderr the binding has pointed at /dev/null anyway."""
+    return {**os.environ, "GGML_NO_BACKTRACE": "1"}
+
+
 def ensure_loadable(path: Path, *, command: Sequence[str] | None = None) -> None:
     """Raise :class:`DataError` if loading ``path`` crashes or fails in a child process."""
     store = verdict_file()
     key = fingerprint(path)
-    verdict = _read_verdicts(store).get(key)
+    verdict, lasting = _read_verdicts(store).get(key), True
     if verdict is None:
-        verdict = _probe(path, command or _child_command(path))
-        _write_verdict(store, key, verdict)
+        verdict, lasting = _probe(path, command or _child_command(path))
+        if lasting:
+            _write_verdict(store, key, verdict)
     if verdict != "ok":
         raise DataError(
             f"llama.cpp cannot load {path}: {verdict}",
-            hint="the file is damaged or made for another llama.cpp version; download it again",
+            hint="the file is damaged or made for another llama.cpp version; download it again"
+            if lasting
+            else "this says nothing lasting about the file: try again ('llmcli doctor' checks "
+            "the installation)",
         )
 
 
-def _probe(path: Path, command: Sequence[str]) -> str:
+def _probe(path: Path, command: Sequence[str]) -> tuple[str, bool]:
+    """The child's verdict, and whether it is about the file (worth remembering)."""
     try:
         child = subprocess.run(
             list(command),
@@ -88,16 +105,28 @@ def _probe(path: Path, command: Sequence[str]) -> str:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=PROBE_TIMEOUT_S,
+            env=_child_environment(),
         )
     except subprocess.TimeoutExpired:
-        return f"loading took longer than {PROBE_TIMEOUT_S} s"
+        return f"loading took longer than {PROBE_TIMEOUT_S} s", False
     if child.returncode == 0:
-        return "ok"
+        return "ok", True
     if child.returncode < 0:
-        name = signal.Signals(-child.returncode).name
-        return f"the loader crashed ({name})"
+        return _killed(signal.Signals(-child.returncode))
     last = child.stderr.decode(errors="replace").strip().splitlines()
-    return last[-1] if last else f"the loader failed (exit {child.returncode})"
+    reason = last[-1] if last else f"the loader failed (exit {child.returncode})"
+    return reason, child.returncode == REFUSED
+
+
+def _killed(sig: signal.Signals) -> tuple[str, bool]:
+    """A crash (SIGABRT, SIGSEGV...) is the file's fault; Ctrl-C or a kill is not."""
+    if sig not in STOPPED_FROM_OUTSIDE:
+        return f"the loader crashed ({sig.name})", True
+    if sig == signal.SIGINT:  # Ctrl-C reached the child first; this process stops too
+        raise KeyboardInterrupt
+    if sig == signal.SIGTERM:
+        raise Terminated("terminated")
+    return f"the loader was killed ({sig.name}; out of memory?)", False
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -111,7 +140,7 @@ def _main(argv: Sequence[str]) -> int:
         model = llama_cpp.Llama(model_path=argv[0], n_ctx=256, n_threads=1, verbose=False)
     except (ValueError, RuntimeError) as exc:
         print(f"the loader refused it: {exc}", file=sys.stderr)
-        return 1
+        return REFUSED
     model.close()
     return 0
 
