@@ -2,10 +2,11 @@
 
 GGUF files embed a Jinja2 chat template. It is rendered only in Jinja2's
 ``ImmutableSandboxedEnvironment`` (the CVE-2024-34359 pattern reaches Python
-internals through an unsandboxed environment), with a bounded output size,
-bounded ``range()`` iterations, bounded string/list multiplication, and a wall
-clock limit, so a hostile template fails with a clear error instead of hanging
-or eating memory.
+internals through an unsandboxed environment), extended in
+:mod:`llmcli.engine.sandbox` with a bound on every value it builds (checked before
+the value is allocated), bounded ``range()`` iterations, and a wall-clock limit the
+render thread enforces on itself, so a hostile template fails with a clear error
+instead of hanging or eating memory.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcli.errors import DataError
+
+if TYPE_CHECKING:
+    from llmcli.engine.sandbox import Budget, Limits
 
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
 MAX_RANGE_TOTAL = 200_000
@@ -64,25 +67,12 @@ def template_sha256(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-class _Budget:
-    """Counts work done by one render; raises once a limit is passed."""
+def _limits(extra_chars: int = 0) -> Limits:
+    from llmcli.engine.sandbox import Limits
 
-    def __init__(self) -> None:
-        self.range_left = MAX_RANGE_TOTAL
-        self.deadline = time.monotonic() + MAX_SECONDS
-
-    def spend_range(self, n: int) -> None:
-        self.range_left -= n
-        if self.range_left < 0:
-            raise TemplateError("chat template loops too long", hint=TEMPLATE_HINT)
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise TemplateError("chat template took too long to render", hint=TEMPLATE_HINT)
-
-
-def _sized(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+    return Limits(
+        max_chars=MAX_OUTPUT_CHARS + extra_chars, max_range=MAX_RANGE_TOTAL, seconds=MAX_SECONDS
+    )
 
 
 class ChatTemplate:
@@ -92,7 +82,7 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self._budget = _Budget()
+        self._budget = self._new_budget()
         self._template = self._compile(source)
 
     @property
@@ -100,13 +90,26 @@ class ChatTemplate:
         return template_sha256(self.source)
 
     def render(self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool) -> str:
-        """Render ``messages``; enforce size, loop and time limits."""
+        """Render ``messages``; enforce size, loop and time limits.
+
+        Values may grow to the size limit plus twice the messages' own text, so a long
+        prompt is refused later, by the context check that names its token count.
+        """
+        given = sum(len(str(m.get("content") or "")) for m in messages)
+        self._budget = self._new_budget(extra_chars=2 * given)
         result: list[str] = []
         failure: list[BaseException] = []
 
         def work() -> None:
+            from llmcli.engine.sandbox import run_watched
+
             try:
-                result.append(self._render_bounded(messages, add_generation_prompt))
+                result.append(
+                    run_watched(
+                        self._current_budget,
+                        lambda: self._render_bounded(messages, add_generation_prompt),
+                    )
+                )
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
 
@@ -120,7 +123,6 @@ class ChatTemplate:
         return result[0]
 
     def _render_bounded(self, messages: Sequence[dict[str, str]], add_gen: bool) -> str:
-        self._budget = _Budget()
         chunks: list[str] = []
         size = 0
         stream: Iterator[str] = self._template.generate(
@@ -131,7 +133,7 @@ class ChatTemplate:
         )
         for chunk in stream:
             size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
+            if size > self._budget.limits.max_chars:
                 raise TemplateError("chat template output is too large", hint=TEMPLATE_HINT)
             self._budget.check_time()
             chunks.append(chunk)
@@ -139,32 +141,18 @@ class ChatTemplate:
 
     def _compile(self, source: str) -> Any:
         from jinja2 import TemplateSyntaxError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        budget_of = self._current_budget
+        from llmcli.engine.sandbox import BoundedEnvironment
 
-        class _Env(ImmutableSandboxedEnvironment):
-            intercepted_binops = frozenset({"*", "**", "+"})
-
-            def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-                budget_of().check_time()
-                if (
-                    operator == "*"
-                    and isinstance(right, int)
-                    and _sized(left) * right > (MAX_OUTPUT_CHARS)
-                ):
-                    raise TemplateError("chat template builds a huge value", hint=TEMPLATE_HINT)
-                if operator == "+" and _sized(left) + _sized(right) > MAX_OUTPUT_CHARS:
-                    raise TemplateError("chat template builds a huge value", hint=TEMPLATE_HINT)
-                if operator == "**" and isinstance(right, int) and right > 64:
-                    raise TemplateError("chat template builds a huge value", hint=TEMPLATE_HINT)
-                return super().call_binop(context, operator, left, right)
-
-        env = _Env(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env = BoundedEnvironment(
+            self._current_budget,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            extensions=["jinja2.ext.loopcontrols"],
+        )
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
-        env.globals["range"] = self._bounded_range(budget_of)
-        env.filters["tojson"] = _tojson
+        env.add_filter("tojson", _tojson)
         try:
             return env.from_string(source)
         except TemplateSyntaxError as exc:
@@ -173,17 +161,14 @@ class ChatTemplate:
                 hint=TEMPLATE_HINT,
             ) from exc
 
-    def _current_budget(self) -> _Budget:
+    def _current_budget(self) -> Budget:
         return self._budget
 
     @staticmethod
-    def _bounded_range(budget_of: Callable[[], _Budget]) -> Callable[..., range]:
-        def bounded_range(*args: int) -> range:
-            r = range(*args)
-            budget_of().spend_range(len(r))
-            return r
+    def _new_budget(extra_chars: int = 0) -> Budget:
+        from llmcli.engine.sandbox import Budget
 
-        return bounded_range
+        return Budget(_limits(extra_chars))
 
 
 def _raise_exception(message: str) -> None:
@@ -203,6 +188,10 @@ def _as_template_error(exc: BaseException) -> BaseException:
         return exc
     from jinja2.exceptions import SecurityError
 
+    from llmcli.engine.sandbox import LimitExceeded
+
+    if isinstance(exc, LimitExceeded):
+        return TemplateError(str(exc), hint=TEMPLATE_HINT)
     if isinstance(exc, SecurityError):
         return TemplateError(f"chat template tried an unsafe operation: {exc}", hint=TEMPLATE_HINT)
     if isinstance(exc, RecursionError):
