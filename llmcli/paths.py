@@ -20,6 +20,30 @@ def _home() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def user_path(text: str) -> Path:
+    """A path the user typed, ``~`` expanded; ``~name`` for no such user stays literal
+    (``Path.expanduser`` raises RuntimeError for it)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, but False where the OS refuses the name (too long, ...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def config_dir() -> Path:
     home = _home()
     return home / "config" if home else Path(platformdirs.user_config_dir(APP_NAME))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmcli import paths
 from llmcli.config import Settings
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, LoadOptions, LoraSpec, Sampling
@@ -133,8 +134,8 @@ def resolve_loras(loras: list[LoraSpec], env: Environment) -> list[LoraSpec]:
     """An existing file is used as is; anything else is looked up like a model (the store)."""
     resolved = []
     for spec in loras:
-        path = spec.path.expanduser()
-        if not path.is_file():
+        path = paths.user_path(str(spec.path))
+        if not paths.is_file(path):
             path = _adapter_from_store(str(spec.path), env)
         resolved.append(replace(spec, path=path))
     return resolved

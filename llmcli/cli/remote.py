@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmcli import paths
 from llmcli.context import Environment
 from llmcli.errors import UsageError
 
@@ -167,7 +168,7 @@ def choose_remote(
 
 
 def _named_remote(ref: str, env: Environment) -> RemoteChoice | None:
-    if Path(ref).expanduser().is_file():
+    if paths.is_file(paths.user_path(ref)):
         return None  # a model file always means a local model
     return find_remote(ref, load_remotes(env.environ))
 

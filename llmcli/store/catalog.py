@@ -203,7 +203,7 @@ def set_alias(name: str, target: str) -> str:
             f"an alias must point to a Hub reference or a file, not to the alias {target!r}"
         )
     if isinstance(parsed, PathRef):
-        target = str(Path(parsed.text).expanduser().resolve())
+        target = str(paths.user_path(parsed.text).resolve())
     else:
         target = str(parsed)
     aliases = load_aliases()

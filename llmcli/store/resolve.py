@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmcli import paths
 from llmcli.errors import ModelNotFound
 from llmcli.store.bundled import bundled_model_path
 from llmcli.store.catalog import find_stored, load_aliases
@@ -59,8 +60,8 @@ def resolve_model(ref: str | None, environ: Mapping[str, str]) -> ResolvedModel:
 
 
 def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> ResolvedModel:
-    path = Path(ref).expanduser()
-    if path.is_file():
+    path = paths.user_path(ref)
+    if paths.is_file(path):
         return ResolvedModel(path=path, name=via_alias or _name_of(path), source=source)
     parsed = parse_ref(ref)
     if isinstance(parsed, HubRef):
@@ -69,7 +70,7 @@ def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> Reso
         target = load_aliases().get(parsed.name)
         if target is not None:
             return _resolve_ref(target, source="alias", via_alias=parsed.name)
-    if path.exists():
+    if paths.exists(path):
         raise ModelNotFound(f"{ref} is not a file", hint="pass the path of a .gguf file")
     if isinstance(parsed, PathRef) or via_alias:
         what = f"alias {via_alias!r} points to {ref}, which" if via_alias else ref
