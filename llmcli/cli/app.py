@@ -6,6 +6,7 @@ This is the one place where exceptions become messages and exit codes
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -32,6 +33,8 @@ from llmcli.cli.base import app
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
 PROG = "llmcli"
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
+"""Write errors that no command handled itself, e.g. stdout on a full disk (``> /dev/full``)."""
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -90,14 +93,24 @@ def run(argv: Sequence[str] | None = None) -> int:
             _silence_stdout()
             return 128 + signal.SIGPIPE
         raise
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            return _internal_error(exc, debug)
+        _silence_stdout()  # or the exit flush fails the same way, with a traceback
+        _error_line(f"cannot write: {exc.strerror} (free some space, or write elsewhere)")
+        return ExitStatus.IO_ERROR
     except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        _error_line(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(run with LLMCLI_DEBUG=1 for a traceback, and please report it)"
-        )
-        return ExitStatus.ERROR
+        return _internal_error(exc, debug)
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    _error_line(
+        f"internal error: {type(exc).__name__}: {exc} "
+        "(run with LLMCLI_DEBUG=1 for a traceback, and please report it)"
+    )
+    return ExitStatus.ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -109,6 +122,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except BrokenPipeError:
         _silence_stdout()
         status = 128 + signal.SIGPIPE
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # AttributeError: stdout closed (>&-)
         pass
     sys.exit(status)
