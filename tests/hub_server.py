@@ -25,7 +25,8 @@ import json
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -452,16 +453,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 # ---- content and process helpers for the pull tests ------------------------------------
 
-# The command modules are imported explicitly, so these tests exercise pull and models
-# whether or not llmcli/cli/app.py imports them yet (tests/test_pull.py checks it does).
-_CLI = "import llmcli.cli.pull, llmcli.cli.models_manage; from llmcli.cli.app import main; main()"
-
 
 def cli_command(*args: str) -> list[str]:
     """argv for ``llmcli ARGS`` in a fresh interpreter."""
     import sys
 
-    return [sys.executable, "-c", _CLI, *args]
+    return [sys.executable, "-m", "llmcli", *args]
+
+
+@contextmanager
+def online_hub(monkeypatch: Any, tmp_path: Path) -> Iterator[FakeHub]:
+    """A running fake Hub with HF_ENDPOINT pointing at it: online, and no token or saved
+    login from the machine (the autouse fixture sets HF_HUB_OFFLINE=1 for every test)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    with FakeHub() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
 
 
 def run_llmcli(

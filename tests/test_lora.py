@@ -338,14 +338,10 @@ def test_pulled_adapter_works_by_path_and_by_reference(
     tmp_path: Path,
     base_answer: str,
 ) -> None:
-    from tests.hub_server import FakeHub, run_llmcli
+    from tests.hub_server import online_hub, run_llmcli
 
     repo = "acme/capital-lora-GGUF"
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    with online_hub(monkeypatch, tmp_path) as hub:
         hub.add_repo(repo, {"capital-lora-F32.gguf": adapters["one"].read_bytes()})
         pulled = run_llmcli("pull", repo)
     assert pulled.returncode == 0, pulled.stderr

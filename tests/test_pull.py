@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.hub_server import FakeHub, cli_command, run_llmcli, split_gguf, tiny_gguf
+from tests.hub_server import FakeHub, cli_command, online_hub, run_llmcli, split_gguf, tiny_gguf
 
 REPO = "acme/tiny-GGUF"
 
@@ -30,11 +30,7 @@ def blobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
     """A running fake Hub, HF_ENDPOINT pointing at it, online, no token from the machine."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no saved login either
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with online_hub(monkeypatch, tmp_path) as server:
         yield server
 
 
