@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub_server import FakeHub, cli_command, run_llmcli, tiny_gguf
+from tests.hub_server import FakeHub, cli_command, online_hub, run_llmcli, tiny_gguf
 
 REPO = "acme/tiny-GGUF"
 FILE = "tiny-Q4_K_M.gguf"
@@ -19,11 +19,7 @@ FILE = "tiny-Q4_K_M.gguf"
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    with FakeHub() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    for server in online_hub(monkeypatch, tmp_path):
         server.add_repo(REPO, {FILE: tiny_gguf(tmp_path, "tiny", hidden=256)})
         yield server
 
