@@ -19,7 +19,7 @@ FILE = "tiny-Q4_K_M.gguf"
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    for server in online_hub(monkeypatch, tmp_path):
+    with online_hub(monkeypatch, tmp_path) as server:
         server.add_repo(REPO, {FILE: tiny_gguf(tmp_path, "tiny", hidden=256)})
         yield server
 
