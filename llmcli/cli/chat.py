@@ -204,7 +204,7 @@ def _run_repl(
     output = ChatOutput(env, plain=plain, quiet=quiet, code_theme=code_theme)
     for notice in getattr(session.engine, "notices", ()):
         output.notice(f"note: {notice}")
-    repl = ChatRepl(session, sampling, output, LineReader(sys.stdin), load_model=load_model)
+    repl = ChatRepl(session, sampling, output, LineReader(sys.stdin.buffer), load_model=load_model)
     if not (env.stdin_isatty and env.stdout_isatty):
         return repl.run()  # a script learns of a failed turn from the exit status
     repl.reader = TerminalReader(paths.history_file(), repl.prompt_text)

@@ -14,7 +14,9 @@ from typing import IO, TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from prompt_toolkit.formatted_text import AnyFormattedText
 
+from llmcli.errors import DataError
 from llmcli.repl.keys import FENCE, in_open_block, unwrap_block
+from llmcli.session.inputs import MAX_STDIN_BYTES, decode_input
 
 
 class Reader(Protocol):
@@ -22,9 +24,13 @@ class Reader(Protocol):
 
 
 class LineReader:
-    """One message per line from a pipe; a ``\"\"\"`` line opens a multi-line message."""
+    """One message per line from a pipe; a ``\"\"\"`` line opens a multi-line message.
 
-    def __init__(self, stream: IO[str]) -> None:
+    A binary stream is read with a bound per line and checked like ``ask``'s stdin
+    (UTF-8, no NUL bytes), so bad input is a clear error, not a crash.
+    """
+
+    def __init__(self, stream: IO[str] | IO[bytes]) -> None:
         self.stream = stream
 
     def read(self) -> str:
@@ -43,9 +49,16 @@ class LineReader:
             return unwrap_block("\n".join(lines))
 
     def _line(self) -> str:
-        line = self.stream.readline()
+        line = self.stream.readline(MAX_STDIN_BYTES + 1)
         if not line:
             raise EOFError
+        if isinstance(line, bytes):
+            if len(line) > MAX_STDIN_BYTES:
+                raise DataError(
+                    f"a line on stdin is longer than {MAX_STDIN_BYTES // (1024 * 1024)} MiB",
+                    hint="send shorter messages",
+                )
+            line = decode_input(line, errors="strict", source="stdin", fix="convert it with iconv")
         return line.rstrip("\r\n")
 
 

@@ -26,7 +26,14 @@ def read_stdin(stream: IO[bytes], *, errors: EncodingErrors = "strict") -> str:
     return decode_input(data, errors=errors, source="stdin")
 
 
-def decode_input(data: bytes, *, errors: EncodingErrors, source: str) -> str:
+def decode_input(
+    data: bytes,
+    *,
+    errors: EncodingErrors,
+    source: str,
+    fix: str = "convert it with iconv, or pass --encoding-errors replace",
+) -> str:
+    """Text from ``data``; NUL bytes and (with ``strict``) invalid UTF-8 are refused."""
     nul = data.find(b"\0")
     if nul >= 0:
         raise DataError(
@@ -38,7 +45,7 @@ def decode_input(data: bytes, *, errors: EncodingErrors, source: str) -> str:
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{source} is not valid UTF-8 (byte offset {exc.start})",
-            hint="convert it with iconv, or pass --encoding-errors replace",
+            hint=fix,
         ) from None
 
 

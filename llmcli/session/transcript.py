@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmcli.errors import DataError, StorageError
+from llmcli.paths import user_path
 from llmcli.session.conversation import ChatMessage, Conversation
 
 FORMAT = "llmcli-conversation"
@@ -72,7 +73,7 @@ def save_transcript(conversation: Conversation, path: Path, *, model: str | None
         else to_markdown(conversation, model=model)
     )
     try:
-        path.expanduser().write_text(text, encoding="utf-8")
+        user_path(str(path)).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise StorageError(
             f"cannot write {path}: {exc.strerror or exc}", hint="choose another file name"
@@ -82,7 +83,7 @@ def save_transcript(conversation: Conversation, path: Path, *, model: str | None
 
 def load_transcript(path: Path) -> Conversation:
     """Read a transcript that ``/save`` wrote (JSON or Markdown)."""
-    path = path.expanduser()
+    path = user_path(str(path))
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_TRANSCRIPT_BYTES + 1)

@@ -72,3 +72,13 @@ def test_the_bound_is_stated_in_the_error() -> None:
     result = run_cli("ask", "x", input=b"a" * (inputs.MAX_STDIN_BYTES + 10))
     assert result.returncode == 65
     assert b"larger than 8 MiB" in result.stderr
+
+
+def test_chat_stdin_is_checked_like_ask() -> None:
+    bad = run_cli("chat", "--greedy", "--max-tokens", "3", "-q", input=b"hi \xff there\n")
+    assert bad.returncode == 65
+    assert b"byte offset 3" in bad.stderr
+    assert b"Traceback" not in bad.stderr
+    binary = run_cli("chat", "--greedy", "--max-tokens", "3", "-q", input=b"hi\x00\n")
+    assert binary.returncode == 65
+    assert b"NUL byte" in binary.stderr
