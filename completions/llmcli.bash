@@ -18,7 +18,7 @@ _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
         "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --plain -q --quiet --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;
@@ -85,6 +85,9 @@ _llmcli_option_value() {
         "chat|--threads") echo "text" ;;
         "chat|--chat-template") echo "file" ;;
         "chat|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "chat|--lora") echo "model" ;;
+        "chat|--engine") echo "choice local openai" ;;
+        "chat|--base-url") echo "text" ;;
         "config show|-m"|"config show|--model") echo "model" ;;
         "detokenize|-m"|"detokenize|--model") echo "model" ;;
         "history list|-n"|"history list|--limit") echo "text" ;;
