@@ -27,12 +27,10 @@ naming the line and column; only commands that need settings read the file, so
 from __future__ import annotations
 
 import datetime
-import difflib
 import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -214,6 +212,8 @@ def _theme(name: str) -> str:
 
     styles = sorted(get_all_styles())
     if name not in styles:
+        import difflib
+
         close = difflib.get_close_matches(name, styles, n=1)
         tip = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"theme {name!r} is not a Pygments style{tip}")
@@ -237,6 +237,8 @@ def _num(number: float) -> str:
 
 
 def unknown_key_message(name: str, allowed: list[str]) -> str:
+    import difflib  # only for a "did you mean" on an unknown key
+
     close = difflib.get_close_matches(name, allowed, n=1)
     tip = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown setting {name!r}{tip}"
@@ -752,6 +754,8 @@ def write_atomic(path: Path, text: str, *, mode: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if mode is None:
             mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from exc

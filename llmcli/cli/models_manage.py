@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
-from llmcli.store import catalog
-from llmcli.store.catalog import StoredModel
+
+if TYPE_CHECKING:
+    from llmcli.store.catalog import StoredModel
+
 from llmcli.store.refs import AliasRef, HubRef, parse_ref
 
 
@@ -44,6 +46,8 @@ def _warn(env: Environment, text: str) -> None:
 
 
 def _aliases_or_warn(env: Environment) -> dict[str, str]:
+    from llmcli.store import catalog
+
     try:
         return catalog.load_aliases()
     except DataError as exc:
@@ -53,6 +57,8 @@ def _aliases_or_warn(env: Environment) -> dict[str, str]:
 
 def _aliases_by_model(models: list[StoredModel], aliases: dict[str, str]) -> dict[str, list[str]]:
     """``{model ref: [alias names]}`` for aliases that resolve to a stored model."""
+    from llmcli.store import catalog
+
     found: dict[str, list[str]] = {}
     for name, target in sorted(aliases.items()):
         try:
@@ -81,6 +87,8 @@ def list_models(
     ] = None,
 ) -> None:
     """List the models in the local store: name, quant, size, parameters, context length."""
+    from llmcli.store import catalog
+
     env = Environment()
     if remote is not None:
         from llmcli.cli.remote import print_remote_models
@@ -137,6 +145,8 @@ def _model_json(model: StoredModel, aliases: list[str]) -> dict[str, Any]:
 
 
 def _stored_for_removal(text: str) -> StoredModel:
+    from llmcli.store import catalog
+
     parsed = parse_ref(text)
     if isinstance(parsed, AliasRef):
         target = catalog.load_aliases().get(parsed.name)
@@ -165,6 +175,8 @@ def remove(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove a pulled model from the store (asks first; --yes for scripts)."""
+    from llmcli.store import catalog
+
     env = Environment()
     model = _stored_for_removal(ref)
     size = _format_size(model.manifest.size)
@@ -189,6 +201,7 @@ def path(
     ] = None,
 ) -> None:
     """Print the file a model reference resolves to (or the store folder)."""
+    from llmcli.store import catalog
     from llmcli.store.resolve import resolve_model
 
     env = Environment()
@@ -211,6 +224,8 @@ def alias(
 
     With only NAME: print what it stands for. With nothing: list every alias.
     """
+    from llmcli.store import catalog
+
     env = Environment()
     if name is None:
         for key, target in sorted(catalog.load_aliases().items()):
