@@ -78,6 +78,11 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts))
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 class HistoryStore:
     """The conversations database (``llmcli.paths.conversations_db()`` by default)."""
 
@@ -98,17 +103,34 @@ class HistoryStore:
                 hint="check the permissions of the llmcli data directory",
             ) from exc
         with self._errors():
+            self._conn = self._open_with_retries()
+        return self._conn
+
+    def _open_with_retries(self) -> sqlite3.Connection:
+        """Open and set up the database, waiting out other processes doing the same.
+
+        Switching to WAL and creating the schema take locks for which SQLite can answer
+        "database is locked" at once, without calling the busy handler, when several
+        processes open a new database at the same moment; so setup is retried until
+        the busy timeout instead.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
             except BaseException:
                 conn.close()
                 raise
-        self._conn = conn
-        return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
