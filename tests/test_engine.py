@@ -150,3 +150,18 @@ def test_cancel_stops_a_generation(engine) -> None:  # type: ignore[no-untyped-d
     # the engine is free again
     again = engine.generate(engine.text_prompt("1, 2, 3,"), Sampling(greedy=True, max_tokens=3))
     assert again.text().startswith(" 4")
+
+
+def test_the_same_prompt_twice_gives_the_same_greedy_answer(engine) -> None:  # type: ignore[no-untyped-def]
+    """A fully cached prompt (/retry, ``next`` twice) must not replay one token only:
+    llama-cpp-python 0.3.36 then gets wrong logits and the model ends at once."""
+    prompt = engine.text_prompt(
+        "Write a long, detailed story about a lighthouse keeper and a storm."
+    )
+    answers = []
+    for _ in range(2):
+        generation = engine.generate(prompt, Sampling(greedy=True, max_tokens=8))
+        answers.append(generation.text())
+    assert answers[0] and answers[0] == answers[1]
+    first = engine.next_token_logprobs(prompt).argmax()
+    assert engine.next_token_logprobs(prompt).argmax() == first

@@ -68,6 +68,58 @@ def _silence_llama_log() -> None:
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
 
 
+class _DecodeThread:
+    """The one native thread on which this engine evaluates tokens.
+
+    llama.cpp's CPU backend runs on OpenMP, and OpenMP keeps a team of worker threads
+    per calling thread. Evaluating from a fresh thread per generation (or from the
+    caller's thread for some calls) leaves several teams competing for the cores:
+    measured here, decoding from a second thread ran at ~60 % of the speed. So every
+    evaluation goes through this single long-lived thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="llmcli-decode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Run ``job`` on the decode thread; the returned event is set when it ends."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+
+        self._jobs.put(run)
+        return done
+
+    def call(self, job: Callable[[], Any]) -> Any:
+        """Run ``job`` on the decode thread and return its result (or raise its error)."""
+        result: list[Any] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                result.append(job())
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+
+        self.submit(run).wait()
+        if failure:
+            raise failure[0]
+        return result[0]
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+
 class _Failure:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -107,6 +159,7 @@ class LlamaEngine:
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = threading.Lock()
+        self._decoder = _DecodeThread()
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
         try:
@@ -260,8 +313,7 @@ class LlamaEngine:
 
         with self._busy:
             self._abort = cancel
-            worker = threading.Thread(target=work, name="llmcli-generate", daemon=True)
-            worker.start()
+            finished = self._decoder.submit(work)
             try:
                 while True:
                     item = out.get()
@@ -272,7 +324,7 @@ class LlamaEngine:
                     yield item
             finally:
                 cancel.set()
-                worker.join()
+                finished.wait()
 
     def _should_abort(self, _data: Any) -> bool:
         return self._abort.is_set()
@@ -296,6 +348,7 @@ class LlamaEngine:
         emit: Callable[[TokenPiece], None],
     ) -> None:
         llama = self._llama
+        self._avoid_single_token_replay(prompt)
         stats.cached_tokens = self._cached_prefix(prompt)
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
         budget = self.n_ctx - len(prompt)
@@ -347,6 +400,22 @@ class LlamaEngine:
             if tail:
                 emit(TokenPiece(text=tail, token_id=-1))
 
+    def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
+        """Make a fully cached prompt re-evaluate its last two tokens, not one.
+
+        When the KV cache already holds the whole prompt (``/retry``, the same ``next``
+        twice), llama-cpp-python 0.3.36 drops the cache from the last prompt position and
+        decodes that one token again; the logits it gets are wrong (SmolLM2 then predicts
+        end-of-text at once). Re-evaluating two tokens gives the right ones, so the cache is
+        trimmed one token further first.
+        """
+        llama = self._llama
+        if len(prompt) < 2 or llama.n_tokens < len(prompt):
+            return
+        if self._cached_prefix(list(prompt)) >= len(prompt) - 1:
+            llama.n_tokens = len(prompt) - 2
+            llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
+
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many prompt tokens the KV cache already holds (for stats)."""
         held = self._llama.input_ids[: self._llama.n_tokens]
@@ -381,8 +450,9 @@ class LlamaEngine:
         """The model's log-probabilities for the token after ``prompt`` (one forward pass)."""
         if not prompt:
             raise LlmcliError("the prompt is empty", hint="give some text")
-        with self._busy:
-            self._abort = threading.Event()
+
+        def forward() -> np.ndarray:
+            self._avoid_single_token_replay(prompt)
             tokens = self._llama.generate(list(prompt), temp=0.0, reset=True)
             try:
                 next(tokens)
@@ -390,9 +460,16 @@ class LlamaEngine:
             finally:
                 tokens.close()
 
+        with self._busy:
+            self._abort = threading.Event()
+            result: np.ndarray = self._decoder.call(forward)
+            return result
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._watch_for_abort(False)
         with contextlib.suppress(Exception):
             self._loras.close()
+        with contextlib.suppress(Exception):
+            self._decoder.close()
         self._llama.close()
