@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import gc
 import logging
 import queue
 import random
@@ -140,6 +141,7 @@ class LlamaEngine:
             options.gpu_layers, bool(llama_cpp.llama_supports_gpu_offload())
         )
         self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
+        self._llama: Any = None
         try:
             with deferred_signals():  # Ctrl-C inside llama.cpp's log callback is lost
                 self._llama = self._load(llama_cpp, path, options)
@@ -148,6 +150,9 @@ class LlamaEngine:
                 f"llama.cpp could not load {path}: {exc}",
                 hint="check the file is a complete GGUF model (--verbose shows why)",
             ) from exc
+        except BaseException:  # Ctrl-C held during the load, re-raised as it ended
+            self._free_llama()
+            raise
         if not options.verbose:
             _silence_llama_log()
         self._vocab = self._llama._model.vocab
@@ -466,10 +471,25 @@ class LlamaEngine:
             return result
 
     def close(self) -> None:
+        if self._llama is None:  # closed already: its context is freed
+            return
         with contextlib.suppress(Exception):
             self._watch_for_abort(False)
         with contextlib.suppress(Exception):
             self._loras.close()
         with contextlib.suppress(Exception):
             self._decoder.close()
-        self._llama.close()
+        self._free_llama()
+
+    def _free_llama(self) -> None:
+        """Free the model where a Ctrl-C is held and re-raised afterwards.
+
+        Freeing logs through Python callbacks, and ``Llama.__del__`` swallows exceptions:
+        left to the garbage collector, a Ctrl-C arriving while it runs would be lost.
+        """
+        with deferred_signals():
+            llama, self._llama = self._llama, None
+            if llama is not None:
+                llama.close()
+            del llama
+            gc.collect()  # its internals sit in reference cycles: collect them here too
