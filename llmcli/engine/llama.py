@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from llmcli.engine import cpu_quirks
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
     Generation,
@@ -175,6 +176,7 @@ class LlamaEngine:
             raise
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
+        cpu_quirks.apply(llama_cpp)
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=self.n_ctx,
