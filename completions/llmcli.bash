@@ -17,7 +17,7 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose --each-line --each-file --parallel -0 --null -h --help" ;;
         "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
@@ -68,6 +68,8 @@ _llmcli_option_value() {
         "ask|--base-url") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
+        "ask|--each-file") echo "file" ;;
+        "ask|--parallel") echo "text" ;;
         "chat|-m"|"chat|--model") echo "model" ;;
         "chat|-s"|"chat|--system") echo "text" ;;
         "chat|-t"|"chat|--temperature") echo "text" ;;

@@ -2,7 +2,7 @@
 # Install: llmcli completion install fish, or copy to ~/.config/fish/completions/.
 
 set -g __llmcli_subcommands '|ask' '|chat' '|completion' '|config' '|detokenize' '|doctor' '|history' '|models' '|next' '|pull' '|tokenize' 'completion|install' 'config|edit' 'config|path' 'config|set' 'config|show' 'config|unset' 'history|list' 'history|rm' 'history|show' 'models|alias' 'models|list' 'models|path' 'models|rm' 'models|show'
-set -g __llmcli_value_options 'ask|-m' 'ask|--model' 'ask|-s' 'ask|--system' 'ask|-t' 'ask|--temperature' 'ask|--top-p' 'ask|--top-k' 'ask|--min-p' 'ask|--repeat-penalty' 'ask|--seed' 'ask|-n' 'ask|--max-tokens' 'ask|--stop' 'ask|--ctx' 'ask|-g' 'ask|--gpu-layers' 'ask|--threads' 'ask|--chat-template' 'ask|--chat-format' 'ask|--lora' 'ask|--engine' 'ask|--base-url' 'ask|--logprobs' 'ask|--encoding-errors' 'chat|-m' 'chat|--model' 'chat|-s' 'chat|--system' 'chat|-t' 'chat|--temperature' 'chat|--top-p' 'chat|--top-k' 'chat|--min-p' 'chat|--repeat-penalty' 'chat|--seed' 'chat|-n' 'chat|--max-tokens' 'chat|--stop' 'chat|--resume' 'chat|--on-overflow' 'chat|--ctx' 'chat|-g' 'chat|--gpu-layers' 'chat|--threads' 'chat|--chat-template' 'chat|--chat-format' 'chat|--lora' 'chat|--engine' 'chat|--base-url' 'config show|-m' 'config show|--model' 'detokenize|-m' 'detokenize|--model' 'history list|-n' 'history list|--limit' 'models list|--remote' 'next|-m' 'next|--model' 'next|-s' 'next|--system' 'next|-k' 'next|--top' 'next|--steps' 'next|--lora' 'next|--ctx' 'next|-g' 'next|--gpu-layers' 'next|--threads' 'next|--chat-template' 'next|--chat-format' 'pull|--wait' 'tokenize|-m' 'tokenize|--model'
+set -g __llmcli_value_options 'ask|-m' 'ask|--model' 'ask|-s' 'ask|--system' 'ask|-t' 'ask|--temperature' 'ask|--top-p' 'ask|--top-k' 'ask|--min-p' 'ask|--repeat-penalty' 'ask|--seed' 'ask|-n' 'ask|--max-tokens' 'ask|--stop' 'ask|--ctx' 'ask|-g' 'ask|--gpu-layers' 'ask|--threads' 'ask|--chat-template' 'ask|--chat-format' 'ask|--lora' 'ask|--engine' 'ask|--base-url' 'ask|--logprobs' 'ask|--encoding-errors' 'ask|--each-file' 'ask|--parallel' 'chat|-m' 'chat|--model' 'chat|-s' 'chat|--system' 'chat|-t' 'chat|--temperature' 'chat|--top-p' 'chat|--top-k' 'chat|--min-p' 'chat|--repeat-penalty' 'chat|--seed' 'chat|-n' 'chat|--max-tokens' 'chat|--stop' 'chat|--resume' 'chat|--on-overflow' 'chat|--ctx' 'chat|-g' 'chat|--gpu-layers' 'chat|--threads' 'chat|--chat-template' 'chat|--chat-format' 'chat|--lora' 'chat|--engine' 'chat|--base-url' 'config show|-m' 'config show|--model' 'detokenize|-m' 'detokenize|--model' 'history list|-n' 'history list|--limit' 'models list|--remote' 'next|-m' 'next|--model' 'next|-s' 'next|--system' 'next|-k' 'next|--top' 'next|--steps' 'next|--lora' 'next|--ctx' 'next|-g' 'next|--gpu-layers' 'next|--threads' 'next|--chat-template' 'next|--chat-format' 'pull|--wait' 'tokenize|-m' 'tokenize|--model'
 
 # The command path being completed ("" at the top level, "models show", ...).
 function __llmcli_path
@@ -46,7 +46,7 @@ function __llmcli_models
 end
 
 complete -c llmcli -f
-complete -c llmcli -n '__llmcli_at \'\'' -a 'ask' -d 'Ask one question and stream the answer.'
+complete -c llmcli -n '__llmcli_at \'\'' -a 'ask' -d 'Ask one question and stream the answer (or one per input: --each-line, --each-file).'
 complete -c llmcli -n '__llmcli_at \'\'' -a 'chat' -d 'Chat with a model: history, slash commands (/help), saved conversations.'
 complete -c llmcli -n '__llmcli_at \'\'' -a 'completion' -d 'Shell completion for bash, zsh and fish (commands, options, model names).'
 complete -c llmcli -n '__llmcli_at \'\'' -a 'config' -d 'Show and change settings (the TOML config file and LLMCLI_* variables).'
@@ -87,6 +87,10 @@ complete -c llmcli -n '__llmcli_at \'ask\'' -l show-probs -d 'In a terminal, col
 complete -c llmcli -n '__llmcli_at \'ask\'' -l plain -d 'Print raw text even in a terminal (no markdown rendering).'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l encoding-errors -x -a 'strict replace' -d 'What to do with invalid UTF-8 on stdin: fail (strict) or replace it with U+FFFD.'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l verbose -d 'Show llama.cpp\'s own log on stderr.'
+complete -c llmcli -n '__llmcli_at \'ask\'' -l each-line -d 'Answer every non-blank line of stdin as its own prompt (the line first, then the prompt words), several at once; answers in input order.'
+complete -c llmcli -n '__llmcli_at \'ask\'' -l each-file -r -F -d 'Answer FILE as its own prompt (its text first, then the prompt words); repeat for more files, or give - to read file names from stdin, one per line.'
+complete -c llmcli -n '__llmcli_at \'ask\'' -l parallel -x -d 'Items answered at once: sequences of one llama.cpp batch, or concurrent requests with --base-url [default: 8, at most the items, and locally at most CTX/512 so each sequence keeps 512 tokens].'
+complete -c llmcli -n '__llmcli_at \'ask\'' -s 0 -l null -d 'With --each-line/--each-file: end every answer with a NUL byte instead of separating answers by a blank line (unambiguous for any text).'
 complete -c llmcli -n '__llmcli_at \'ask\'' -s h -l help -d 'Show help and exit.'
 complete -c llmcli -n '__llmcli_at \'chat\'' -s m -l model -r -F -a '(__llmcli_models)' -d 'Model: a .gguf path, OWNER/REPO[:QUANT], an alias, or REMOTE/MODEL for a server named in the config file\'s remotes table (with --base-url: the server\'s model name).'
 complete -c llmcli -n '__llmcli_at \'chat\'' -s s -l system -x -d 'System prompt.'

@@ -10,6 +10,17 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
+from llmcli.cli.each import (
+    EachCommand,
+    EachFileOpt,
+    EachFlags,
+    EachLineOpt,
+    NullOpt,
+    ParallelOpt,
+    ask_each,
+    check_each_flags,
+    read_each_items,
+)
 from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine, parse_loras
 from llmcli.config import load_settings, settings_for_model
 from llmcli.context import Environment
@@ -165,8 +176,12 @@ def ask(
     plain: opt.PlainOpt = False,
     encoding_errors: opt.EncodingErrorsOpt = "strict",
     verbose: opt.VerboseOpt = False,
+    each_line: EachLineOpt = False,
+    each_file: EachFileOpt = None,
+    parallel: ParallelOpt = None,
+    null: NullOpt = False,
 ) -> None:
-    """Ask one question and stream the answer.
+    """Ask one question and stream the answer (or one per input: --each-line, --each-file).
 
     Examples:
 
@@ -175,6 +190,8 @@ def ask(
       git diff | llmcli ask "write a commit message"
 
       printf '1, 2, 3,' | llmcli ask --raw --greedy --max-tokens 4
+
+      llmcli ask --each-line --json "Classify the sentiment:" < reviews.txt
     """
     env = Environment()
     if encoding_errors not in ("strict", "replace"):
@@ -188,10 +205,15 @@ def ask(
         model = continued.model_ref
     settings = load_settings(env.environ)
     settings = settings_for_model(settings, model or settings.model)
-    stdin_text = (
-        None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
+    each = EachFlags(each_line, list(each_file or []), parallel, null)
+    check_each_flags(
+        each, json_mode=json_output, continued=continue_conversation, show_probs=show_probs
     )
-    text = combine_prompt(stdin_text, prompt or [])
+    each_command = EachCommand(
+        env, prompt or [], system, raw, json_output, stats, _enc(encoding_errors)
+    )
+    items = read_each_items(each_command, each) if each.active else None
+    text = "" if each.active else _read_prompt(env, prompt or [], encoding_errors)
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
@@ -213,6 +235,9 @@ def ask(
     )
     engine, resolved = load_engine(flags, settings, env)
     _show_notices(env, engine)
+    if items is not None:
+        each_command.model_name = resolved.name
+        return ask_each(each_command, each, items, engine, sampling, settings)
     system_prompt = system if system is not None else settings.system
     if continued is not None:
         ids = continued.prompt(
@@ -256,6 +281,13 @@ def ask(
             generation.stats.error or "generation failed",
             hint="the answer above is incomplete",
         )
+
+
+def _read_prompt(env: Environment, words: list[str], encoding_errors: str) -> str:
+    stdin_text = (
+        None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
+    )
+    return combine_prompt(stdin_text, words)
 
 
 def _continued() -> ContinuedAsk:
