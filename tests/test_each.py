@@ -174,8 +174,8 @@ def test_answers_come_in_input_order_and_equal_ask_one_by_one() -> None:
     got = records(result.stdout)
     assert [(r["index"], r["input"]) for r in got] == list(enumerate(LINES))
     for record, line in zip(got, LINES, strict=True):
-        alone = run_cli("ask", "--greedy", "-n", "16", PROMPT, input=line)
-        assert record["text"] == alone.stdout.decode(), line
+        alone = run_cli("ask", "--greedy", "-n", "16", "--json", PROMPT, input=line)
+        assert record["text"] == json.loads(alone.stdout)["text"], line
 
 
 def test_plain_answers_are_separated_by_a_blank_line_and_null_by_nul() -> None:
