@@ -7,6 +7,7 @@ the stub server, which counts the requests it is answering at once.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -84,6 +85,33 @@ def test_lines_become_items_like_piped_stdin_and_skip_blank_lines() -> None:
         (0, "one\nSay:", {"line": 1, "input": "one"}),
         (1, "two\nSay:", {"line": 4, "input": "two"}),
     ]
+
+
+def test_progress_bar_on_stderr_only_when_it_is_a_terminal_and_stdout_is_not() -> None:
+    from llmcli.context import Environment
+    from llmcli.render.each import open_progress
+
+    def env(stdout_tty: bool, stderr_tty: bool) -> Environment:
+        return Environment(
+            stdin=io.StringIO(),
+            stdout=io.StringIO(),
+            stderr=io.StringIO(),
+            stdin_isatty=False,
+            stdout_isatty=stdout_tty,
+            stderr_isatty=stderr_tty,
+            environ={},
+        )
+
+    assert open_progress(env(True, True), 4) is None
+    assert open_progress(env(False, False), 4) is None
+    shown = env(False, True)
+    bar = open_progress(shown, 4)
+    assert bar is not None
+    bar.update(2, 4, 150, 1.5)
+    bar.close()
+    drawn = shown.stderr.getvalue()  # type: ignore[attr-defined]
+    assert "2/4" in drawn and "100.0 tok/s" in drawn
+    assert shown.stdout.getvalue() == ""  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

@@ -394,15 +394,21 @@ def run_each(
                 if progress is not None:
                     progress.update(done, len(items), tokens, time.perf_counter() - started)
     except (KeyboardInterrupt, Terminated) as stop:
-        cancel.set()
-        with contextlib.suppress(BaseException):
-            stream.close()  # waits until the engine has stopped
         summary.stopped = "terminate" if isinstance(stop, Terminated) else "interrupt"
+        _stop(stream, cancel)
         order.stop()
     finally:
+        _stop(stream, cancel)  # also after a broken pipe; closing twice is harmless
         if progress is not None:
             progress.close()
     return summary
+
+
+def _stop(stream: Generator[ItemEvent, None, None], cancel: threading.Event) -> None:
+    """Cancel every sequence and wait until the engine (or the workers) stopped."""
+    cancel.set()
+    with contextlib.suppress(BaseException):  # a second Ctrl-C while waiting: exit anyway
+        stream.close()
 
 
 class EachFailed(LlmcliError):
