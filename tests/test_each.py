@@ -265,32 +265,28 @@ def test_each_file_answers_every_file_and_an_unreadable_one_fails(tmp_path: Path
     assert got[0]["text"] and got[2]["text"] and "cannot read" in str(got[1]["error"])
 
 
-def test_ctrl_c_stops_every_sequence_keeps_what_was_printed_and_exits_130() -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llmcli",
-            "ask",
-            "--each-line",
-            "-n",
-            "400",
-            "-t",
-            "1.0",
-            "Write a very long story about this:",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(b"a dragon\na knight\na ship\na storm\n")
-    proc.stdin.close()
-    first = proc.stdout.read(1)  # the first item is streaming
-    proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=60)
+def test_ctrl_c_stops_every_sequence_keeps_what_was_printed_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a dragon\na knight\na ship\na storm\n")
+    with lines.open("rb") as stdin:
+        proc = subprocess.Popen(
+            [
+                *[sys.executable, "-m", "llmcli", "ask", "--each-line", "-n", "400"],
+                *["-t", "1.0", "Write a very long story about this:"],
+            ],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        first = proc.stdout.read(1)  # the first item is streaming
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert (first + rest).strip()
+    assert (first + rest).endswith(b"\n")  # the item being printed was ended
     assert b"Traceback" not in err
 
 
