@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmcli.context import Environment
-from llmcli.paths import transcripts_dir, user_path
 from llmcli.engine.base import Generation, GenerationStats, Sampling, TokenPiece
 from llmcli.errors import ExitStatus, LlmcliError, UsageError
+from llmcli.paths import transcripts_dir, user_path
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink, wants_markdown
 from llmcli.repl.commands import (
