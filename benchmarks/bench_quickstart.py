@@ -26,6 +26,7 @@ QUESTION = "What is the best way to learn music?"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument(
         "--limit", type=int, default=1024, help="stop a run here and count it as runaway"
     )
@@ -43,7 +44,7 @@ def main() -> None:
     summary = []
     for penalty in (float(p) for p in args.penalties.split(",")):
         counts, stopped, seconds = [], 0, []
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             sampling = Sampling(
                 temperature=args.temperature,
                 repeat_penalty=penalty,

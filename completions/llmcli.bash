@@ -31,7 +31,7 @@ _llmcli_options() {
         "doctor") echo "--json -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
-        "history rm") echo "--json -h --help" ;;
+        "history rm") echo "-y --yes --json -h --help" ;;
         "history show") echo "--json -h --help" ;;
         "models") echo "-h --help" ;;
         "models alias") echo "-d --remove -h --help" ;;

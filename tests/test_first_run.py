@@ -66,3 +66,30 @@ def test_the_documented_install_skips_the_plugins_dependencies() -> None:
         for name, deps in extras.items()
         if name != "test"
     )
+
+
+def _history_with_one_conversation() -> int:
+    from llmcli import paths
+    from llmcli.session.conversation import ChatMessage, Conversation
+    from llmcli.session.history import HistoryStore
+
+    conversation = Conversation(
+        messages=[ChatMessage("user", "keep me"), ChatMessage("assistant", "ok")]
+    )
+    return HistoryStore(paths.conversations_db()).save_new(conversation, model="m")
+
+
+def test_history_rm_follows_the_models_rm_rule() -> None:
+    """One rule for deleting: ask in a terminal (default no); elsewhere refuse without --yes."""
+    target = str(_history_with_one_conversation())
+    env = dict(os.environ, TERM="xterm", NO_COLOR="1")
+    for answer, status, kept in (("n", 1, True), ("y", 0, False)):
+        child = pexpect.spawn(
+            sys.executable, ["-m", "llmcli", "history", "rm", target], env=env, timeout=60
+        )
+        child.expect(r"Remove 1 conversation: .*keep me.*\? \[y/N\]")
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == status
+        assert (run_cli("history", "show", target).returncode == 0) is kept

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmcli.cli.confirm import confirm_removal
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
@@ -257,13 +258,7 @@ def remove(
     env = Environment()
     model = _stored_for_removal(ref)
     size = _format_size(model.manifest.size)
-    if not yes:
-        if not (env.stdin_isatty and env.stderr_isatty):
-            raise UsageError(
-                f"refusing to remove {model.ref} without confirmation", hint="pass --yes"
-            )
-        if not typer.confirm(f"Remove {model.ref} ({size})?", default=False, err=True):
-            raise typer.Exit(1)
+    confirm_removal(env, f"Remove {model.ref} ({size})?", what=model.ref, yes=yes)
     catalog.remove_stored(model)
     env.stderr.write(f"removed {model.ref} ({size})\n")
 
