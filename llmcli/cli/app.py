@@ -42,8 +42,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _error_line(message: str) -> None:
-    try:
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+    from llmcli.render.sanitize import visible
+
+    try:  # messages quote servers, templates and files: never raw controls on stderr
+        sys.stderr.write(f"{PROG}: error: {visible(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
