@@ -40,4 +40,30 @@ def open_answer_sink(
     from llmcli.render.sanitize import VisibleSink
 
     markdown = StreamingMarkdown(make_console(env), code_theme=code_theme or DEFAULT_CODE_THEME)
-    return VisibleSink(markdown)  # Rich passes ESC and C1 controls through to the terminal
+    # Rich passes ESC and C1 controls through to the terminal: make them visible first.
+    return QuietSink(VisibleSink(markdown), env)
+
+
+class QuietSink:
+    """A terminal sink during which Ctrl-C cannot draw over the live area (see ttymode)."""
+
+    def __init__(self, sink: AnswerSink, env: Environment) -> None:
+        from llmcli.render.ttymode import QuietInterrupts
+
+        self._sink = sink
+        self._quiet = QuietInterrupts(env.stdout)
+
+    def feed(self, text: str) -> None:
+        self._sink.feed(text)
+
+    def finish(self) -> None:
+        try:
+            self._sink.finish()
+        finally:
+            self._quiet.restore()
+
+    def abort(self) -> None:
+        try:
+            self._sink.abort()
+        finally:
+            self._quiet.restore()
