@@ -245,7 +245,6 @@ def embeddings() -> Reply:
     return Reply(act, "embeddings")
 
 
-
 def stream(
     tokens: list[str],
     *,
