@@ -39,13 +39,20 @@ def verdict_file() -> Path:
     return paths.cache_dir() / "load-verdicts.json"
 
 
+PROBE_VERSION = "2"
+"""Part of every verdict's key: verdicts of an older probe (load only, no evaluation) are
+not trusted by this one."""
+
+
 def fingerprint(path: Path) -> str:
     """Identify a file's content cheaply: path, size, mtime and its first MiB."""
     stat = path.stat()
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         digest.update(handle.read(HEAD_BYTES))
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{digest.hexdigest()}"
+    return (
+        f"v{PROBE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{digest.hexdigest()}"
+    )
 
 
 def _read_verdicts(store: Path) -> dict[str, str]:
@@ -129,17 +136,36 @@ def _killed(sig: signal.Signals) -> tuple[str, bool]:
     return f"the loader was killed ({sig.name}; out of memory?)", False
 
 
+PROBE_TEXT = b"Hello, world! 1 2 3"
+"""Evaluated by the child after the load: a file whose tensor types are wrong for their op
+(an F32 norm retyped I32) loads fine and aborts llama.cpp at the first decode."""
+
+
 def _main(argv: Sequence[str]) -> int:
-    """Child side: load the model with a minimal context, exit 0 when it worked."""
+    """Child side: load the model with a minimal context and evaluate a few tokens; exit 0
+    when both worked."""
     import logging
 
     import llama_cpp
 
+    from llmcli.engine.hardware import has_amx
+    from llmcli.engine.llama import _without_extra_buffers
+
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
     try:
-        model = llama_cpp.Llama(model_path=argv[0], n_ctx=256, n_threads=1, verbose=False)
+        with _without_extra_buffers(llama_cpp, has_amx()):  # loaded as the engine loads it
+            model = llama_cpp.Llama(
+                model_path=argv[0], n_ctx=256, n_batch=256, n_threads=1, verbose=False
+            )
     except (ValueError, RuntimeError) as exc:
         print(f"the loader refused it: {exc}", file=sys.stderr)
+        return REFUSED
+    try:
+        tokens = model.tokenize(PROBE_TEXT, add_bos=True)[:8]
+        if tokens:
+            model.eval(tokens)
+    except (ValueError, RuntimeError) as exc:
+        print(f"llama.cpp cannot evaluate it: {exc}", file=sys.stderr)
         return REFUSED
     model.close()
     return 0
