@@ -21,6 +21,9 @@ def llmcli_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.delenv("LLMCLI_DEBUG", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("NO_COLOR", "")
+    # Today's in-process engine unless a test starts its own server (tests/test_serve.py):
+    # a test never leaves an engine server running behind it.
+    monkeypatch.setenv("LLMCLI_KEEP_ALIVE", "0")
     return home
 
 
