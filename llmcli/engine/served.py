@@ -153,10 +153,7 @@ def _retire(channel: Channel, hello: dict[str, Any] | None, path: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     who = f" (pid {pid})" if pid else ""
-    return (
-        f"replaced the engine server of llmcli {version}{who} with one of llmcli "
-        f"{llmcli.__version__}"
-    )
+    return f"replaced an engine server of llmcli {version}{who}"
 
 
 def _existing(path: Path, notices: list[str]) -> Connection | None:
@@ -255,7 +252,7 @@ def connect(keep_alive: float, *, start: bool = True) -> Connection:
             connection.notices = notices
             return connection
         if path.exists() and not notices:
-            notices.append("the engine server had stopped (a stale socket was left); started anew")
+            notices.append("the engine server had stopped; started a new one")
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         connection = _spawn(keep_alive, path)

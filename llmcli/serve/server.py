@@ -399,6 +399,12 @@ class _Turn:
             if close is not None:
                 close()
         stats = asdict(generation.stats)
+        if self.cancelled.is_set():
+            log.info(
+                "turn cancelled after %d of at most %s tokens",
+                generation.stats.generated_tokens,
+                self.sampling.max_tokens,
+            )
         if restored:
             stats["cached_tokens"] = max(stats["cached_tokens"], restored)
         self._send({"ok": True, "end": stats})
@@ -415,7 +421,9 @@ class _Turn:
                 return 0
             payload = states.load(entry.state_key, best)
             if payload is None or not entry.engine.load_sequence(best.tokens, payload):
+                log.info("saved KV state %s did not check out: ignored", best.path.name)
                 return 0
+            log.info("restored a KV state of %d tokens (%d shared)", len(best.tokens), best.shared)
             return min(best.shared, len(self.prompt))
         except Exception:  # a state that does not load is only a cache miss
             log.warning("could not restore a KV state: %s", traceback.format_exc())

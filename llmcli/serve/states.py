@@ -152,6 +152,7 @@ class StateStore:
                     with contextlib.suppress(OSError):
                         os.unlink(tmp)
             self._evict()
+        log.info("saved a KV state of %d tokens (%d bytes)", len(tokens), len(payload))
         return True
 
     def _evict(self) -> None:
