@@ -175,6 +175,8 @@ class Server:
                 if os.stat(self.path).st_ino == self._inode:
                     os.unlink(self.path)
         self.pool.unload()
+        if self.states is not None:
+            self.states.flush()
 
     # -- one client -----------------------------------------------------------------
 
@@ -440,9 +442,7 @@ class _Turn:
         except Exception:
             log.warning("could not copy a KV state: %s", traceback.format_exc())
             return
-        threading.Thread(
-            target=states.save, args=(entry.state_key, tokens, payload), daemon=True
-        ).start()
+        states.save_later(entry.state_key, tokens, payload)
 
 
 def run_server(server: Server, *, on_ready: Callable[[], None] | None = None) -> None:

@@ -71,6 +71,18 @@ class StateStore:
         self.root = root
         self.cap = cap
         self._lock = threading.Lock()
+        self._writers: list[threading.Thread] = []
+
+    def save_later(self, key: str, tokens: Sequence[int], payload: bytes) -> None:
+        """Write in the background (the turn's lock is released meanwhile); see :meth:`flush`."""
+        writer = threading.Thread(target=self.save, args=(key, tokens, payload), daemon=True)
+        self._writers = [w for w in self._writers if w.is_alive()] + [writer]
+        writer.start()
+
+    def flush(self) -> None:
+        """Wait for background writes: a server that exits finishes its last state."""
+        for writer in self._writers:
+            writer.join()
 
     def _folder(self, key: str) -> Path:
         return self.root / hashlib.sha256(key.encode()).hexdigest()[:16]
