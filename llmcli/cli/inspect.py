@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 INSPECT = "Inspect"
 TOKENIZER_CTX = 256
 """``tokenize``/``detokenize`` never evaluate anything: the smallest context will do."""
+IN_PROCESS = "0"
+"""``keep_alive`` for commands that need the model's native handles in this process."""
 LOCAL = "local"
 """Inspection needs token ids and whole distributions: always the local engine."""
 CONTEXT_TAIL_TOKENS = 8
