@@ -144,6 +144,7 @@ def ask(
     lora: opt.LoraOpt = None,
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
+    keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
     logprobs: Annotated[
         int,
@@ -199,6 +200,7 @@ def ask(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
     flags.engine, flags.base_url = engine_name, base_url
+    flags.keep_alive = keep_alive
     sampling = build_sampling(
         SamplingFlags(
             temperature,
