@@ -60,5 +60,5 @@ def test_a_chat_survives_switching_to_a_model_that_aborts_while_decoding(
 
 def test_the_probe_child_evaluates_tokens(tmp_path: Path) -> None:
     bad = decode_aborting_llama(tmp_path / "i32-norm.gguf")
-    verdict, lasting = probe._probe(bad, [sys.executable, "-m", "llmcli.engine.probe", str(bad)])
-    assert "SIGABRT" in verdict and lasting
+    verdict = probe._probe(bad, [sys.executable, "-m", "llmcli.engine.probe", str(bad)])
+    assert "SIGABRT" in verdict.text and verdict.lasting
