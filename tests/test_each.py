@@ -28,7 +28,7 @@ LINES = ["I love this movie", "The food was cold", "What is 2+2?", "Name a colou
 PROMPT = "Classify the sentiment:"
 
 
-def each(*args: str, input: str | None = None, timeout: float = 240):
+def each(*args: str, input: str | None = None, timeout: float = 600):
     return run_cli("ask", "--each-line", *args, input=input, timeout=timeout)
 
 
