@@ -93,3 +93,13 @@ def test_history_rm_follows_the_models_rm_rule() -> None:
         child.close()
         assert child.exitstatus == status
         assert (run_cli("history", "show", target).returncode == 0) is kept
+
+
+def test_a_context_above_the_trained_length_gets_one_line_of_llmcli_not_llama_cpp() -> None:
+    result = run_cli("ask", "--ctx", "9000", "--max-tokens", "1", "--greedy", "hi")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines  # llama.cpp's own log stays hidden without --verbose
+    assert "9216" in lines[0] and "8192" in lines[0] and "trained" in lines[0]
+    quiet = run_cli("ask", "--ctx", "2048", "--max-tokens", "1", "--greedy", "hi")
+    assert quiet.returncode == 0 and quiet.stderr == b""
