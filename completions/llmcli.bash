@@ -41,10 +41,10 @@ _llmcli_options() {
         "models list") echo "--json --remote -h --help" ;;
         "models path") echo "-h --help" ;;
         "models rm") echo "-y --yes -h --help" ;;
-        "models show") echo "--anatomy --template --json -h --help" ;;
+        "models show") echo "--anatomy --template --json --ctx -h --help" ;;
         "models verify") echo "-h --help" ;;
         "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
-        "pull") echo "-l --list --wait -h --help" ;;
+        "pull") echo "-l --list --ctx --wait -h --help" ;;
         "tokenize") echo "-m --model --ids --special --bos --no-bos --json --verbose -h --help" ;;
     esac
 }
@@ -117,6 +117,7 @@ _llmcli_option_value() {
         "lens|--chat-template") echo "file" ;;
         "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
         "models list|--remote") echo "text" ;;
+        "models show|--ctx") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
         "next|-s"|"next|--system") echo "text" ;;
         "next|-k"|"next|--top") echo "text" ;;
@@ -127,6 +128,7 @@ _llmcli_option_value() {
         "next|--threads") echo "text" ;;
         "next|--chat-template") echo "file" ;;
         "next|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "pull|--ctx") echo "text" ;;
         "pull|--wait") echo "text" ;;
         "tokenize|-m"|"tokenize|--model") echo "model" ;;
     esac
