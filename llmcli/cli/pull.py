@@ -176,6 +176,7 @@ def _fits(listing: RepoListing, ctx: int | None, env: Environment) -> dict[str, 
     for entry in listing.models:
         fit = fit_for(header, ctx, machine, weights=entry.size)
         if fit is None:
+            env.stderr.write(f"note: no memory estimate: {model.first.path} lacks model sizes\n")
             return None
         total = fit["total"]
         assert isinstance(total, int)

@@ -40,9 +40,9 @@ class _ChunkReader:
 
 
 def header_model(listing: RepoListing) -> RemoteModel | None:
-    """The smallest complete model of the repo (all share the architecture)."""
+    """The smallest complete single-file model (all quants share the architecture)."""
     models = [m for m in listing.models if m.complete and not m.is_projector]
-    return min(models, key=lambda m: m.size) if models else None
+    return min(models, key=lambda m: (m.parts_expected > 1, m.size)) if models else None
 
 
 def fetch_header(listing: RepoListing, model: RemoteModel) -> GGUFFile:
