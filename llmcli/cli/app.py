@@ -32,6 +32,7 @@ import llmcli.cli.models  # noqa: F401
 import llmcli.cli.models_manage  # noqa: F401
 import llmcli.cli.models_show  # noqa: F401
 import llmcli.cli.pull  # noqa: F401
+import llmcli.cli.warm  # noqa: F401
 from llmcli.cli.base import app
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
@@ -45,8 +46,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _error_line(message: str) -> None:
-    try:
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+    from llmcli.render.sanitize import visible
+
+    try:  # messages quote servers, templates and files: never raw controls on stderr
+        sys.stderr.write(f"{PROG}: error: {visible(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

@@ -19,6 +19,7 @@ from llmcli.cli.ask import build_messages, notify
 from llmcli.cli.base import app
 from llmcli.cli.inspect import (
     CONTEXT_TAIL_TOKENS,
+    IN_PROCESS,
     INSPECT,
     LOCAL,
     MAX_TOP,
@@ -89,6 +90,7 @@ def lens(
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, engine=LOCAL
     )
+    flags.keep_alive = IN_PROCESS  # side contexts need the model's native handles
     engine = _load(env, flags, settings)
     for notice in engine.notices:
         notify(env, f"note: {notice}")
