@@ -84,7 +84,7 @@ def _schema_from_text(text: str, *, where: str) -> dict[str, Any]:
     else:
         schema = parse_concise(text)
     check_schema(schema)
-    return schema  # type: ignore[no-any-return]
+    return schema
 
 
 def parse_concise(text: str) -> dict[str, Any]:

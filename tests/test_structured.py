@@ -121,8 +121,8 @@ def _as_regex(rule: str) -> re.Pattern[str]:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.one_of(st.none(), st.integers(-10**6, 10**6)),
-    st.one_of(st.none(), st.integers(-10**6, 10**6)),
+    st.one_of(st.none(), st.integers(-(10**6), 10**6)),
+    st.one_of(st.none(), st.integers(-(10**6), 10**6)),
     st.lists(st.integers(-(10**7), 10**7), min_size=20, max_size=20),
 )
 def test_integer_range_matches_exactly_the_range(

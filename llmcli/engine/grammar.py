@@ -73,9 +73,7 @@ def _bounded_integers(llama_grammar: Any) -> Any:
 
 def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | None:
     """``(low, high)`` for an integer schema with bounds (None: no bound on that side)."""
-    if schema.get("type") != "integer" or {"enum", "const", "$ref", "oneOf", "anyOf"} & set(
-        schema
-    ):
+    if schema.get("type") != "integer" or {"enum", "const", "$ref", "oneOf", "anyOf"} & set(schema):
         return None
     low = _bound(schema, "minimum", "exclusiveMinimum", up=True)
     high = _bound(schema, "maximum", "exclusiveMaximum", up=False)
@@ -86,19 +84,21 @@ def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None] | No
 
 def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, *, up: bool) -> int | None:
     candidates: list[int] = []
-    value = schema.get(inclusive)
-    if _is_number(value):
+    value = _number(schema.get(inclusive))
+    if value is not None:
         candidates.append(math.ceil(value) if up else math.floor(value))
-    value = schema.get(exclusive)
-    if _is_number(value):  # draft 4's boolean form is left to the validator
+    value = _number(schema.get(exclusive))
+    if value is not None:  # draft 4's boolean form is left to the validator
         candidates.append(math.floor(value) + 1 if up else math.ceil(value) - 1)
     if not candidates:
         return None
     return max(candidates) if up else min(candidates)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def integer_range_rule(low: int | None, high: int | None) -> str:
@@ -165,9 +165,7 @@ def check_grammar(llama_cpp: Any, vocab: Any, grammar: str) -> None:
     if not grammar.strip():
         raise UsageError("the grammar is empty", hint="write GBNF rules, starting with root ::= …")
     with _captured_stderr() as captured:
-        sampler = llama_cpp.llama_sampler_init_grammar(
-            vocab, grammar.encode("utf-8"), b"root"
-        )
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
     if sampler:
         llama_cpp.llama_sampler_free(sampler)
         return

@@ -173,7 +173,7 @@ def _schema_value(value: Any, path: Path) -> dict[str, Any]:
         check_schema(value)
     except UsageError as exc:
         raise _bad(path, f"schema: {exc.message}") from None
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _sampling_value(value: Any, path: Path) -> dict[str, Any]:
