@@ -181,6 +181,25 @@ def validate_answer(schema: Mapping[str, Any], text: str) -> Any:
     return value
 
 
+def checked_answer(
+    schema: Mapping[str, Any] | None, text: str, finish_reason: str, generated_tokens: int
+) -> str:
+    """The line to print for a constrained answer, or :class:`AnswerInvalid` (exit 65).
+
+    An answer cut off by ``--max-tokens`` or the context is refused rather than
+    printed half-way; with a schema the answer must parse and validate, and comes
+    back as one line of JSON; without one (a raw grammar) it is the text itself.
+    """
+    if finish_reason == "length":
+        raise AnswerInvalid(
+            f"the answer was cut off after {generated_tokens} tokens, before it was complete",
+            hint="raise --max-tokens (or --ctx), or bound the schema with maxLength/maxItems",
+        )
+    if schema is None:
+        return text.strip()
+    return compact(validate_answer(schema, text))
+
+
 def compact(value: Any) -> str:
     """One line of JSON (what ``--schema`` prints: a script reads one value per line)."""
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

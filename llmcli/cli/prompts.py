@@ -51,7 +51,7 @@ def _print_json(env: Environment, data: Any) -> None:
 
 @prompts_app.command("save")
 def save(
-    name: NameArg,
+    prompt_name: NameArg,
     text: Annotated[
         str | None,
         typer.Argument(
@@ -110,9 +110,9 @@ def save(
     from llmcli.structured import parse_schema_arg
 
     env = Environment()
-    path = prompt_path(name)
+    path = prompt_path(prompt_name)
     if path.exists() and not force:
-        raise LlmcliError(f"a prompt named {name!r} is saved already", hint="pass --force")
+        raise LlmcliError(f"a prompt named {prompt_name!r} is saved already", hint="pass --force")
     if text is None and not env.stdin_isatty:
         text = sys.stdin.read()
     sampling = {
@@ -131,7 +131,7 @@ def save(
         if value is not None
     }
     saved = SavedPrompt(
-        name=name,
+        name=prompt_name,
         prompt=text,
         system=system,
         model=model,
@@ -168,12 +168,12 @@ def list_cmd(json_output: opt.JsonOpt = False) -> None:
 
 
 @prompts_app.command("show")
-def show(name: NameArg, json_output: opt.JsonOpt = False) -> None:
+def show(prompt_name: NameArg, json_output: opt.JsonOpt = False) -> None:
     """Print a saved prompt (its TOML file, or --json)."""
     from llmcli.store.prompts import load_prompt
 
     env = Environment()
-    saved = load_prompt(name)
+    saved = load_prompt(prompt_name)
     if json_output:
         _print_json(env, asdict(saved))
     else:
@@ -182,15 +182,15 @@ def show(name: NameArg, json_output: opt.JsonOpt = False) -> None:
 
 
 @prompts_app.command("rm")
-def remove(name: NameArg) -> None:
+def remove(prompt_name: NameArg) -> None:
     """Remove a saved prompt."""
     from llmcli.store.prompts import remove_prompt
 
-    Environment().stderr.write(f"removed {remove_prompt(name)}\n")
+    Environment().stderr.write(f"removed {remove_prompt(prompt_name)}\n")
 
 
 @prompts_app.command("edit")
-def edit(name: NameArg) -> None:
+def edit(prompt_name: NameArg) -> None:
     """Open a saved prompt in $VISUAL or $EDITOR (a new one starts from a template).
 
     After the editor exits the file is checked; a mistake is reported (exit status 65).
@@ -200,9 +200,9 @@ def edit(name: NameArg) -> None:
     from llmcli.store.prompts import load_prompt, prompt_path
 
     env = Environment()
-    path = prompt_path(name)
+    path = prompt_path(prompt_name)
     if not path.exists():
-        write_atomic(path, EDIT_TEMPLATE.format(name=name))
+        write_atomic(path, EDIT_TEMPLATE.format(name=prompt_name))
     command = editor_command(env.environ)
     try:
         status = subprocess.call([*command, str(path)])
@@ -213,5 +213,5 @@ def edit(name: NameArg) -> None:
         ) from exc
     if status != 0:
         raise LlmcliError(f"editor {command[0]!r} exited with status {status}")
-    load_prompt(name)  # raises DataError naming the problem
+    load_prompt(prompt_name)  # raises DataError naming the problem
     env.stderr.write(f"{path}: ok\n")

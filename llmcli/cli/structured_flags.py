@@ -114,16 +114,9 @@ def resolve_output(flags: OutputFlags, saved: SavedPrompt | None = None) -> Outp
 
 def structured_answer(output: OutputFormat, text: str, stats: GenerationStats) -> str:
     """The line to print for a constrained answer, or :class:`AnswerInvalid` (exit 65)."""
-    from llmcli.structured import AnswerInvalid, compact, validate_answer
+    from llmcli.structured import checked_answer
 
-    if stats.finish_reason == "length":
-        raise AnswerInvalid(
-            f"the answer was cut off after {stats.generated_tokens} tokens, before it was complete",
-            hint="raise --max-tokens (or --ctx), or bound the schema with maxLength/maxItems",
-        )
-    if output.schema is None:  # a raw grammar: its text is the answer
-        return text.strip()
-    return compact(validate_answer(output.schema, text))
+    return checked_answer(output.schema, text, stats.finish_reason, stats.generated_tokens)
 
 
 # -- saved prompts ------------------------------------------------------------------------

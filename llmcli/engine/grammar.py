@@ -210,3 +210,87 @@ def _captured_stderr() -> Iterator[io.StringIO]:
             captured.seek(0)
             captured.truncate()
             captured.write(written + previous)
+
+
+# -- sampling --------------------------------------------------------------------------------
+
+
+class CheckedGrammarSampler:
+    """Samples with the plain chain and asks the grammar about the chosen token only.
+
+    Filtering the whole vocabulary through the grammar every step costs more than
+    the model on a small one (49k candidates matched against the grammar's
+    stacks). llama.cpp's own sampler does it this way round: sample unconstrained,
+    check that one token, and filter everything only when it is not allowed. The
+    result is the grammar-constrained distribution all the same: a token the
+    grammar allows is kept with its own probability p, and a rejection (probability
+    1 − Z) resamples from p/Z, so each allowed token comes out with p/Z.
+
+    It stands where llama-cpp-python keeps its sampler (``Llama._sampler``), which
+    calls only :meth:`sample`.
+    """
+
+    def __init__(self, llama_cpp: Any, chain: Any, vocab: Any, grammar: str, n_vocab: int):
+        import ctypes
+
+        from llama_cpp._internals import LlamaTokenDataArray
+
+        self._lib = llama_cpp
+        self._chain = chain  # a LlamaSampler: freed with this object
+        self._grammar = llama_cpp.llama_sampler_init_grammar(
+            vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not self._grammar:
+            raise UsageError("llama.cpp cannot compile the grammar")
+        self._n_vocab = n_vocab
+        self._all = LlamaTokenDataArray(n_vocab=n_vocab)
+        self._one_data = (llama_cpp.llama_token_data * 1)()
+        self._one = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(self._one_data, llama_cpp.llama_token_data_p),
+            size=1,
+            selected=-1,
+            sorted=False,
+        )
+        self._byref = ctypes.byref
+        self.rejections = 0
+        """Steps where the unconstrained choice broke the grammar (for benchmarks)."""
+
+    def sample(self, ctx: Any, idx: int) -> int:
+        import numpy as np
+
+        lib = self._lib
+        pointer = lib.llama_get_logits_ith(ctx.ctx, idx)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        candidates = self._byref(self._all.candidates)
+        self._all.copy_logits(logits)
+        lib.llama_sampler_apply(self._chain.sampler, candidates)
+        token = self._selected()
+        if not self._allowed(token):
+            self.rejections += 1
+            self._all.copy_logits(logits)
+            lib.llama_sampler_apply(self._grammar, candidates)
+            lib.llama_sampler_apply(self._chain.sampler, candidates)
+            token = self._selected()
+        lib.llama_sampler_accept(self._grammar, token)
+        lib.llama_sampler_accept(self._chain.sampler, token)
+        return token
+
+    def _selected(self) -> int:
+        return int(self._all.candidates_data.id[self._all.candidates.selected])
+
+    def _allowed(self, token: int) -> bool:
+        entry = self._one_data[0]
+        entry.id, entry.logit, entry.p = token, 1.0, 0.0
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        self._lib.llama_sampler_apply(self._grammar, self._byref(self._one))
+        return bool(math.isfinite(self._one_data[0].logit))
+
+    def close(self) -> None:
+        if self._grammar:
+            self._lib.llama_sampler_free(self._grammar)
+            self._grammar = None
+        self._chain.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

@@ -43,7 +43,7 @@ from llmcli.engine.base import (
     TokenPiece,
     round_ctx,
 )
-from llmcli.engine.grammar import check_grammar, schema_to_gbnf
+from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
 from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
@@ -429,8 +429,9 @@ class LlamaEngine:
             temp=0.0 if sampling.greedy else sampling.temperature,
             repeat_penalty=sampling.repeat_penalty,
             reset=True,
-            grammar=self._lib.LlamaGrammar.from_string(grammar) if grammar else None,
         )
+        if grammar:
+            self._sample_with(grammar)
         self._watch_for_abort(True)
         try:
             for token in tokens:
@@ -459,11 +460,28 @@ class LlamaEngine:
             self._watch_for_abort(False)
             with contextlib.suppress(Exception):
                 tokens.close()
+            llama.__dict__.pop("_init_sampler", None)
             stats.total_s = time.perf_counter() - started
         if not stops.stopped:
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             if tail:
                 emit(TokenPiece(text=tail, token_id=-1))
+
+    def _sample_with(self, grammar: str) -> None:
+        """Make the next ``Llama.generate()`` sample through a :class:`CheckedGrammarSampler`.
+
+        ``generate()`` builds its sampler chain with ``_init_sampler`` when it starts; an
+        instance attribute stands in for that method until the generation ends.
+        """
+        llama = self._llama
+        plain_chain = type(llama)._init_sampler
+
+        def init_sampler(**kwargs: Any) -> CheckedGrammarSampler:
+            kwargs.pop("grammar", None)
+            chain = plain_chain(llama, **kwargs)
+            return CheckedGrammarSampler(self._lib, chain, self._vocab, grammar, self.n_vocab)
+
+        llama._init_sampler = init_sampler
 
     def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
         """Make a fully cached prompt re-evaluate its last two tokens, not one.
