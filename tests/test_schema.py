@@ -17,7 +17,7 @@ import pytest
 from llmcli.engine.base import LoadOptions, Message, Sampling
 from llmcli.engine.llama import LlamaEngine
 from llmcli.errors import UsageError
-from llmcli.structured import validate_answer
+from llmcli.structured import AnswerInvalid, validate_answer
 from tests.conftest import run_cli
 from tests.openai_stub import OpenAIStub, stream
 
@@ -318,3 +318,30 @@ def test_a_server_gets_response_format_and_its_answer_is_validated() -> None:
         bad = run_cli("ask", "--base-url", stub.url, "--schema", "name, age int", "a person")
         assert bad.returncode == 65 and bad.stdout == b""
         assert b"does not match the schema: 'age' is a required property" in bad.stderr
+
+
+# -- chat -------------------------------------------------------------------------------------
+
+
+def test_chat_schema_constrains_the_following_answers() -> None:
+    lines = [
+        "/schema " + json.dumps(SCHEMAS["enum"]),
+        "I love this!",
+        "/schema",
+        "/schema off",
+        "Say hi.",
+        "/schema age integr",
+    ]
+    result = run_cli(
+        "chat", *ONE_THREAD, "--greedy", "--max-tokens", "40", "--quiet",
+        input="\n".join(lines) + "\n", timeout=300,
+    )  # fmt: skip
+    out = result.stdout.decode().splitlines()
+    answer = json.loads(out[0])
+    assert answer["sentiment"] in ("positive", "negative", "neutral")
+    assert json.loads(out[1]) == SCHEMAS["enum"]  # /schema shows it
+    stderr = result.stderr.decode()
+    with pytest.raises(AnswerInvalid):  # free text again (the model imitates, badly) ...
+        validate_answer(SCHEMAS["enum"], out[2])
+    assert "does not match" not in stderr  # ... and no longer checked
+    assert "schema removed" in stderr and "unknown type 'integr'" in stderr
