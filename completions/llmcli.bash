@@ -5,11 +5,11 @@
 # The subcommands of a command path ('' is the top level).
 _llmcli_subcommands() {
     case "$1" in
-        "") echo "ask chat completion config detokenize doctor history models next prompts pull tokenize" ;;
+        "") echo "ask bench chat completion config detokenize doctor embed history lens models next prompts ps pull serve stop tokenize" ;;
         "completion") echo "install" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
-        "models") echo "alias list path rm show" ;;
+        "models") echo "alias list path rm show verify" ;;
         "prompts") echo "edit list rm save show" ;;
     esac
 }
@@ -18,8 +18,9 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;
@@ -30,25 +31,31 @@ _llmcli_options() {
         "config unset") echo "-h --help" ;;
         "detokenize") echo "-m --model --special --json --verbose -h --help" ;;
         "doctor") echo "--json -h --help" ;;
+        "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json --verbose -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
         "history rm") echo "--json -h --help" ;;
         "history show") echo "--json -h --help" ;;
+        "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
         "models") echo "-h --help" ;;
         "models alias") echo "-d --remove -h --help" ;;
         "models list") echo "--json --remote -h --help" ;;
         "models path") echo "-h --help" ;;
         "models rm") echo "-y --yes -h --help" ;;
         "models show") echo "--anatomy --template --json -h --help" ;;
-        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
+        "models verify") echo "-h --help" ;;
+        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive --verbose -h --help" ;;
         "prompts") echo "-h --help" ;;
         "prompts edit") echo "-h --help" ;;
         "prompts list") echo "--json -h --help" ;;
         "prompts rm") echo "-h --help" ;;
         "prompts save") echo "-s --system -m --model --schema -d --description -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --no-greedy -f --force -h --help" ;;
         "prompts show") echo "--json -h --help" ;;
+        "ps") echo "--json -h --help" ;;
         "pull") echo "-l --list --wait -h --help" ;;
-        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --verbose -h --help" ;;
+        "serve") echo "--keep-alive --max-ram --state-cache -h --help" ;;
+        "stop") echo "-h --help" ;;
+        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive --verbose -h --help" ;;
     esac
 }
 
@@ -74,10 +81,17 @@ _llmcli_option_value() {
         "ask|--lora") echo "model" ;;
         "ask|--engine") echo "choice local openai" ;;
         "ask|--base-url") echo "text" ;;
+        "ask|--keep-alive") echo "text" ;;
         "ask|--schema") echo "text" ;;
         "ask|--grammar") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
+        "bench|-m"|"bench|--model") echo "model" ;;
+        "bench|-p"|"bench|--pp") echo "text" ;;
+        "bench|-n"|"bench|--tg") echo "text" ;;
+        "bench|-r"|"bench|--repetitions") echo "text" ;;
+        "bench|--threads") echo "text" ;;
+        "bench|-g"|"bench|--gpu-layers") echo "choice all auto" ;;
         "chat|-m"|"chat|--model") echo "model" ;;
         "chat|-s"|"chat|--system") echo "text" ;;
         "chat|-t"|"chat|--temperature") echo "text" ;;
@@ -98,9 +112,25 @@ _llmcli_option_value() {
         "chat|--lora") echo "model" ;;
         "chat|--engine") echo "choice local openai" ;;
         "chat|--base-url") echo "text" ;;
+        "chat|--keep-alive") echo "text" ;;
         "config show|-m"|"config show|--model") echo "model" ;;
         "detokenize|-m"|"detokenize|--model") echo "model" ;;
+        "embed|-m"|"embed|--model") echo "model" ;;
+        "embed|--pooling") echo "choice mean last cls" ;;
+        "embed|--ctx") echo "text" ;;
+        "embed|-g"|"embed|--gpu-layers") echo "choice all auto" ;;
+        "embed|--threads") echo "text" ;;
+        "embed|--engine") echo "choice local openai" ;;
+        "embed|--base-url") echo "text" ;;
         "history list|-n"|"history list|--limit") echo "text" ;;
+        "lens|-m"|"lens|--model") echo "model" ;;
+        "lens|-s"|"lens|--system") echo "text" ;;
+        "lens|-k"|"lens|--top") echo "text" ;;
+        "lens|--ctx") echo "text" ;;
+        "lens|-g"|"lens|--gpu-layers") echo "choice all auto" ;;
+        "lens|--threads") echo "text" ;;
+        "lens|--chat-template") echo "file" ;;
+        "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
         "models list|--remote") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
         "next|-s"|"next|--system") echo "text" ;;
@@ -112,6 +142,7 @@ _llmcli_option_value() {
         "next|--threads") echo "text" ;;
         "next|--chat-template") echo "file" ;;
         "next|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "next|--keep-alive") echo "text" ;;
         "prompts save|-s"|"prompts save|--system") echo "text" ;;
         "prompts save|-m"|"prompts save|--model") echo "model" ;;
         "prompts save|--schema") echo "text" ;;
@@ -125,7 +156,11 @@ _llmcli_option_value() {
         "prompts save|-n"|"prompts save|--max-tokens") echo "text" ;;
         "prompts save|--stop") echo "text" ;;
         "pull|--wait") echo "text" ;;
+        "serve|--keep-alive") echo "text" ;;
+        "serve|--max-ram") echo "text" ;;
+        "serve|--state-cache") echo "text" ;;
         "tokenize|-m"|"tokenize|--model") echo "model" ;;
+        "tokenize|--keep-alive") echo "text" ;;
     esac
 }
 
@@ -134,17 +169,20 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
+        "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;
         "history show|0") echo "text" ;;
+        "lens|"*) echo "text" ;;
         "models alias|0") echo "text" ;;
         "models alias|1") echo "model" ;;
         "models path|0") echo "model" ;;
         "models rm|0") echo "model" ;;
         "models show|0") echo "model" ;;
+        "models verify|0") echo "model" ;;
         "next|"*) echo "text" ;;
         "prompts edit|0") echo "prompt" ;;
         "prompts rm|0") echo "prompt" ;;
@@ -152,6 +190,7 @@ _llmcli_argument() {
         "prompts save|1") echo "text" ;;
         "prompts show|0") echo "prompt" ;;
         "pull|0") echo "model" ;;
+        "stop|0") echo "model" ;;
         "tokenize|"*) echo "text" ;;
     esac
 }

@@ -64,6 +64,28 @@ def cache_dir() -> Path:
     return home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+def runtime_dir() -> Path:
+    """Where the engine server's socket and lock live (``$XDG_RUNTIME_DIR/llmcli``).
+
+    platformdirs warns when ``XDG_RUNTIME_DIR`` is unset and falls back to
+    ``/tmp/runtime-UID``; the warning is noise for a CLI, the fallback is fine (the
+    folder is created 0700 and checked before use).
+    """
+    home = _home()
+    if home:
+        return home / "run"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir(APP_NAME))
+
+
+def kv_state_dir() -> Path:
+    """Saved KV states of conversations (the engine server's prefill cache)."""
+    return cache_dir() / "kv-states"
+
+
 def models_dir() -> Path:
     """The model store: one folder per pulled model, each with a manifest."""
     return data_dir() / "models"
@@ -76,6 +98,11 @@ def config_file() -> Path:
 def history_file() -> Path:
     """prompt_toolkit input history shared by every chat session."""
     return state_dir() / "input-history"
+
+
+def transcripts_dir() -> Path:
+    """Where the chat's ``/save`` writes when it is given no file name."""
+    return data_dir() / "transcripts"
 
 
 def conversations_db() -> Path:

@@ -2,6 +2,7 @@
 
 Each POST to ``/v1/chat/completions`` or ``/v1/completions`` takes the next
 scripted :class:`Reply` (a well-formed stream when the script is empty);
+``POST /v1/embeddings`` answers :func:`stub_embedding` of each input unless scripted;
 ``GET /v1/models`` answers ``models_reply``. Every request is recorded, and a
 reply that waits for the client to go away sets ``disconnected`` when it does,
 so tests can check that llmcli really closed the stream.
@@ -111,6 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._record() or {}
+        default = embeddings() if self.path.rstrip("/").endswith("/embeddings") else None
+        if default is not None and not self.owner.replies:
+            return default.action(self, self.owner)
         reply = self.owner.replies.popleft() if self.owner.replies else stream(["Hello", " world"])
         self.chat = "messages" in body
         reply.action(self, self.owner)
@@ -213,6 +217,32 @@ def _peer_closed(handler: _Handler) -> bool:
 
 
 # ---- replies ----------------------------------------------------------------------------------
+
+EMBEDDING_DIMS = 16
+
+
+def stub_embedding(text: str) -> list[float]:
+    """A deterministic bag-of-words vector: equal texts give equal vectors."""
+    vector = [0.0] * EMBEDDING_DIMS
+    for word in text.lower().split():
+        vector[sum(word.encode()) % EMBEDDING_DIMS] += 1.0
+    return vector
+
+
+def embeddings() -> Reply:
+    """OpenAI's ``/v1/embeddings`` answer, entries in reverse order (``index`` says which)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        body = stub.requests[-1].body or {}
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        data = [
+            {"object": "embedding", "index": i, "embedding": stub_embedding(t)}
+            for i, t in enumerate(texts)
+        ]
+        send_json(handler, 200, {"object": "list", "model": MODEL, "data": data[::-1]})
+
+    return Reply(act, "embeddings")
 
 
 def stream(

@@ -62,8 +62,11 @@ def open_sink(
 def notify(env: Environment, message: str) -> None:
     """A dim notice on stderr (plain in a pipe)."""
     from llmcli.render.console import make_console
+    from llmcli.render.sanitize import visible
 
-    make_console(env, stderr=True).print(message, style="dim", markup=False, highlight=False)
+    make_console(env, stderr=True).print(
+        visible(message), style="dim", markup=False, highlight=False
+    )
 
 
 def build_messages(system: str | None, text: str) -> list[Message]:
@@ -155,6 +158,7 @@ def ask(
     lora: opt.LoraOpt = None,
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
+    keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
     schema: SchemaOpt = None,
     json_object: JsonObjectOpt = False,
@@ -224,6 +228,7 @@ def ask(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
     flags.engine, flags.base_url = engine_name, base_url
+    flags.keep_alive = keep_alive
     sampling_flags = SamplingFlags(
         temperature, top_p, top_k, min_p, repeat_penalty, seed, max_tokens, stop, greedy, logprobs
     )

@@ -66,6 +66,7 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
     from rich.text import Text
 
     from llmcli.render.console import make_console
+    from llmcli.render.sanitize import visible
 
     console = make_console(env)
     if not rows:
@@ -80,9 +81,9 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
         table.add_row(
             str(row.id),
             _when(row.updated),
-            Text(row.model or "-"),
+            Text(visible(row.model or "-")),
             str(row.messages),
-            Text(row.title),
+            Text(visible(row.title)),
         )
     console.print(table)
 
@@ -108,11 +109,11 @@ def history_show(conversation_id: IdArg, json_output: opt.JsonOpt = False) -> No
 
     text = to_markdown(conversation, model=info.model, markers=False)
     if env.stdout_isatty:
-        from rich.markdown import Markdown
-
         from llmcli.render.console import make_console
+        from llmcli.render.markdown import AnswerMarkdown
+        from llmcli.render.sanitize import visible
 
-        make_console(env).print(Markdown(text))
+        make_console(env).print(AnswerMarkdown(visible(text)))
     else:
         env.stdout.write(text)
 

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 INSPECT = "Inspect"
 TOKENIZER_CTX = 256
 """``tokenize``/``detokenize`` never evaluate anything: the smallest context will do."""
+IN_PROCESS = "0"
+"""``keep_alive`` for commands that need the model's native handles in this process."""
 LOCAL = "local"
 """Inspection needs token ids and whole distributions: always the local engine."""
 CONTEXT_TAIL_TOKENS = 8
@@ -61,16 +63,27 @@ SpecialOpt = Annotated[
 
 def _load(env: Environment, flags: ModelFlags, settings: Settings | None = None) -> LlamaEngine:
     """A local llama.cpp model: a server's API has no token ids or full distributions."""
-    from llmcli.engine.llama import LlamaEngine
-
     engine, _ = load_engine(flags, settings or _settings(env, flags.model), env)
-    if not isinstance(engine, LlamaEngine):
+    if not _has_tokens(engine):
         engine.close()
         raise UsageError(
             "this command needs a local model (llama.cpp), not a server",
             hint="pass -m PATH.gguf or a pulled model, without --base-url/--engine openai",
         )
-    return engine
+    return engine  # type: ignore[return-value]  # ServedEngine offers the same token API
+
+
+def _has_tokens(engine: object) -> bool:
+    """A llama.cpp model, in this process or in the engine server (token-level access).
+
+    ``llmcli.engine.llama`` is looked up, not imported: a warm call never loads llama_cpp.
+    """
+    from llmcli.engine.served import ServedEngine
+
+    if isinstance(engine, ServedEngine):
+        return True
+    llama = sys.modules.get("llmcli.engine.llama")
+    return llama is not None and isinstance(engine, llama.LlamaEngine)
 
 
 def _settings(env: Environment, model: str | None) -> Settings:
@@ -131,6 +144,7 @@ def tokenize(
         typer.Option("--bos/--no-bos", help="Let the tokenizer add BOS/EOS if the model wants."),
     ] = True,
     json_output: opt.JsonOpt = False,
+    keep_alive: opt.KeepAliveOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     """Split text into the model's tokens: position, id and text piece of each.
@@ -151,7 +165,9 @@ def tokenize(
         source = read_stdin(sys.stdin.buffer)
     else:
         raise UsageError("nothing to tokenize", hint="give TEXT or pipe it on stdin")
-    engine = _load(env, ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL))
+    flags = ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL)
+    flags.keep_alive = keep_alive
+    engine = _load(env, flags)
     result = tokenize_text(engine, source, add_bos=bos, special=special)
     if ids_only:
         env.stdout.write(" ".join(map(str, result.ids)) + "\n")
@@ -341,6 +357,7 @@ def next_token(
     chat_template: opt.ChatTemplateOpt = None,
     chat_format: opt.ChatFormatOpt = None,
     json_output: opt.JsonOpt = False,
+    keep_alive: opt.KeepAliveOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     """Show the model's distribution over the next token.
@@ -371,6 +388,7 @@ def next_token(
         verbose,
         parse_loras(lora),
         engine=LOCAL,
+        keep_alive=keep_alive,
     )
     engine = _load(env, flags, settings)
     for notice in engine.notices:

@@ -225,6 +225,15 @@ class OpenAIEngine:
     def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
         raise remote_only("next-token probabilities")
 
+    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
+        from llmcli.engine.embed import remote_embeddings
+
+        result: list[np.ndarray] = self._with_retries(
+            lambda: remote_embeddings(self._http, self.model_name, texts)
+        )
+        return result
+
     # -- prompts and generation -------------------------------------------------
 
     def chat_prompt(self, messages: Sequence[Message]) -> list[int]:

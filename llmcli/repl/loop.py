@@ -8,6 +8,7 @@ answer (marked interrupted) and comes back to the prompt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 from llmcli.context import Environment
 from llmcli.engine.base import Generation, GenerationStats, Sampling, TokenPiece
 from llmcli.errors import ExitStatus, LlmcliError, UsageError
+from llmcli.paths import transcripts_dir, user_path
+from llmcli.render.sanitize import visible
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink, wants_markdown
 from llmcli.repl.commands import (
@@ -60,6 +63,8 @@ class ChatOutput:
         return open_answer_sink(self.env, plain=self.plain, code_theme=self.code_theme)
 
     def say(self, text: str) -> None:
+        if self.env.stdout_isatty:
+            text = visible(text)
         self.env.stdout.write(text + "\n")
         self.env.stdout.flush()
 
@@ -67,14 +72,14 @@ class ChatOutput:
         from llmcli.render.console import make_console
 
         make_console(self.env, stderr=True, soft_wrap=True).print(
-            text, style="dim", markup=False, highlight=False
+            visible(text), style="dim", markup=False, highlight=False
         )
 
     def error(self, exc: LlmcliError) -> None:
         from llmcli.render.console import make_console
 
         console = make_console(self.env, stderr=True, soft_wrap=True)
-        console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        console.print(f"error: {visible(str(exc))}", style="red", markup=False, highlight=False)
 
 
 @dataclass
@@ -303,9 +308,13 @@ class ChatRepl:
         conversation = self.session.conversation
         if not conversation.messages:
             raise UsageError("nothing to save yet", hint="send a message first")
-        path = Path(arg or default_name(conversation))
+        # No name: a fixed folder, never the current directory (which may be anywhere).
+        path = user_path(arg) if arg else transcripts_dir() / default_name(conversation)
+        if not arg:
+            with contextlib.suppress(OSError):  # if it fails, the write below says why
+                path.parent.mkdir(parents=True, exist_ok=True)
         save_transcript(conversation, path, model=self.session.model_name)
-        self.output.notice(f"saved {len(conversation.messages)} messages to {path}")
+        self.output.notice(f"saved {len(conversation.messages)} messages to {path.resolve()}")
 
     def _cmd_load(self, arg: str) -> None:
         if not arg:

@@ -83,7 +83,8 @@ class ChatSession:
         answer = self.conversation.add("assistant", text, interrupted=interrupted)
         ids = [piece.token_id for piece in pieces if piece.token_id >= 0]
         prompt = (turn.prompt.text, turn.prompt.ids)
-        self.log.remember_answer(self.engine, prompt, text, ids)
+        if stats.finish_reason != "error":  # the engine may be gone (a server that died)
+            self.log.remember_answer(self.engine, prompt, text, ids)
         self._used = len(turn.prompt.ids) + stats.generated_tokens
         self._save(answer, stats=stats.to_dict())
         return answer
