@@ -11,6 +11,19 @@ import typer
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
 from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.structured_flags import (
+    GrammarOpt,
+    JsonObjectOpt,
+    OutputFlags,
+    OutputFormat,
+    PromptNameOpt,
+    SchemaOpt,
+    load_saved,
+    resolve_output,
+    saved_text,
+    structured_answer,
+    with_saved_sampling,
+)
 from llmcli.config import load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, Generation, Message, TokenPiece
@@ -115,6 +128,7 @@ def ask(
     ] = None,
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
+    prompt_name: PromptNameOpt = None,
     temperature: opt.TemperatureOpt = None,
     top_p: opt.TopPOpt = None,
     top_k: opt.TopKOpt = None,
@@ -146,6 +160,9 @@ def ask(
     base_url: opt.BaseUrlOpt = None,
     keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
+    schema: SchemaOpt = None,
+    json_object: JsonObjectOpt = False,
+    grammar: GrammarOpt = None,
     logprobs: Annotated[
         int,
         typer.Option(
@@ -179,6 +196,8 @@ def ask(
       git diff | llmcli ask "write a commit message"
 
       printf '1, 2, 3,' | llmcli ask --raw --greedy --max-tokens 4
+
+      llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
     """
     env = Environment()
     if encoding_errors not in ("strict", "replace"):
@@ -187,6 +206,11 @@ def ask(
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
     if raw and continue_conversation:
         raise UsageError("--continue needs the chat template", hint="drop --raw")
+    saved = load_saved(prompt_name)
+    output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
+    if saved is not None:
+        model = model or saved.model
+        system = system if system is not None else saved.system
     continued = _continued() if continue_conversation else None
     if continued is not None and model is None:
         model = continued.model_ref
@@ -195,27 +219,21 @@ def ask(
     stdin_text = (
         None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
     )
-    text = combine_prompt(stdin_text, prompt or [])
+    text = (
+        saved_text(saved, stdin_text, prompt or [])
+        if saved is not None
+        else combine_prompt(stdin_text, prompt or [])
+    )
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
     flags.engine, flags.base_url = engine_name, base_url
     flags.keep_alive = keep_alive
-    sampling = build_sampling(
-        SamplingFlags(
-            temperature,
-            top_p,
-            top_k,
-            min_p,
-            repeat_penalty,
-            seed,
-            max_tokens,
-            stop,
-            greedy,
-            logprobs,
-        ),
-        settings,
+    sampling_flags = SamplingFlags(
+        temperature, top_p, top_k, min_p, repeat_penalty, seed, max_tokens, stop, greedy, logprobs
     )
+    sampling = build_sampling(with_saved_sampling(sampling_flags, saved), settings)
+    output.apply(sampling)
     engine, resolved = load_engine(flags, settings, env)
     _show_notices(env, engine)
     system_prompt = system if system is not None else settings.system
@@ -236,14 +254,13 @@ def ask(
             else engine.chat_prompt(build_messages(system_prompt, text))
         )
     check_prompt_fits(len(ids), engine.n_ctx)
-    prob_sink = _probability_sink(env) if show_probs and not json_output else None
+    quiet = json_output or output.constrained  # collected, validated, printed at the end
+    prob_sink = _probability_sink(env) if show_probs and not quiet else None
     if prob_sink is not None:
         sampling.logprobs = max(sampling.logprobs, 1)
     generation = engine.generate(ids, sampling)
     pieces: list[TokenPiece] = []
-    sink = prob_sink or open_sink(
-        env, plain=plain, json_mode=json_output, code_theme=settings.theme
-    )
+    sink = prob_sink or open_sink(env, plain=plain, json_mode=quiet, code_theme=settings.theme)
     try:
         stream_answer(generation, sink, pieces)
     except (KeyboardInterrupt, Terminated) as stop:  # SIGTERM: the same cleanup, exit 143
@@ -255,12 +272,41 @@ def ask(
         raise Interrupted("interrupted") from None
     if continued is not None:
         continued.save(pieces, generation.stats, interrupted=False)
-    _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
     if generation.stats.finish_reason == "error":  # a server failed mid-answer
+        _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
         raise ServiceUnavailable(
             generation.stats.error or "generation failed",
             hint="the answer above is incomplete",
         )
+    if output.constrained:
+        _report_structured(env, output, generation, stats, json_output, resolved.name, pieces)
+        return
+    _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
+
+
+def _report_structured(
+    env: Environment,
+    output: OutputFormat,
+    generation: Generation,
+    stats: bool,
+    json_output: bool,
+    model_name: str,
+    pieces: list[TokenPiece],
+) -> None:
+    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    try:
+        line = structured_answer(output, "".join(p.text for p in pieces), generation.stats)
+    finally:
+        if stats:
+            from llmcli.render.stats import format_stats
+
+            notify(env, format_stats(generation.stats))
+    if json_output:
+        result = answer_json(model_name, generation, pieces, 0)
+        result["value"] = json.loads(line) if output.schema is not None else None
+        line = json.dumps(result, ensure_ascii=False)
+    env.stdout.write(line + "\n")
+    env.stdout.flush()
 
 
 def _continued() -> ContinuedAsk:

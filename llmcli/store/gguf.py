@@ -434,6 +434,25 @@ def read_gguf(
         raise GGUFError(f"{path}: GGUF header too large to read", path=path) from exc
 
 
+def read_gguf_stream(
+    stream: IO[bytes],
+    name: str,
+    file_size: int,
+    *,
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+) -> GGUFFile:
+    """Parse a GGUF header from the start of a stream (a download) of a ``file_size`` file.
+
+    Only the header is read from ``stream``; tensor extents are checked against
+    ``file_size``, as for a file on disk.
+    """
+    reader = _HeaderReader(stream, Path(name), file_size, max_metadata_bytes)
+    try:
+        return _parse(reader)
+    except (MemoryError, RecursionError) as exc:  # pragma: no cover - bounds should prevent these
+        raise GGUFError(f"{name}: GGUF header too large to read", path=name) from exc
+
+
 def _parse(reader: _HeaderReader) -> GGUFFile:
     path = reader.path
     if reader.file_size < 4:
