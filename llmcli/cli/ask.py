@@ -22,6 +22,19 @@ from llmcli.cli.each import (
     read_each_items,
 )
 from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.structured_flags import (
+    GrammarOpt,
+    JsonObjectOpt,
+    OutputFlags,
+    OutputFormat,
+    PromptNameOpt,
+    SchemaOpt,
+    load_saved,
+    resolve_output,
+    saved_text,
+    structured_answer,
+    with_saved_sampling,
+)
 from llmcli.config import load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, Generation, Message, TokenPiece
@@ -33,6 +46,7 @@ from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
 
 if TYPE_CHECKING:
     from llmcli.cli.chat import ContinuedAsk
+    from llmcli.store.prompts import SavedPrompt
 
 
 class _Silent:
@@ -126,6 +140,7 @@ def ask(
     ] = None,
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
+    prompt_name: PromptNameOpt = None,
     temperature: opt.TemperatureOpt = None,
     top_p: opt.TopPOpt = None,
     top_k: opt.TopKOpt = None,
@@ -157,6 +172,9 @@ def ask(
     base_url: opt.BaseUrlOpt = None,
     keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
+    schema: SchemaOpt = None,
+    json_object: JsonObjectOpt = False,
+    grammar: GrammarOpt = None,
     logprobs: Annotated[
         int,
         typer.Option(
@@ -195,6 +213,8 @@ def ask(
 
       printf '1, 2, 3,' | llmcli ask --raw --greedy --max-tokens 4
 
+      llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
+
       llmcli ask --each-line --json "Classify the sentiment:" < reviews.txt
     """
     env = Environment()
@@ -204,6 +224,11 @@ def ask(
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
     if raw and continue_conversation:
         raise UsageError("--continue needs the chat template", hint="drop --raw")
+    saved = load_saved(prompt_name)
+    output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
+    if saved is not None:
+        model = model or saved.model
+        system = system if system is not None else saved.system
     continued = _continued() if continue_conversation else None
     if continued is not None and model is None:
         model = continued.model_ref
@@ -211,13 +236,17 @@ def ask(
     settings = settings_for_model(settings, model or settings.model)
     each = EachFlags(each_line, list(each_file or []), parallel, null)
     check_each_flags(
-        each, json_mode=json_output, continued=continue_conversation, show_probs=show_probs
+        each,
+        json_mode=json_output,
+        continued=continue_conversation,
+        show_probs=show_probs,
+        constrained=output.constrained or saved is not None,
     )
     each_command = EachCommand(
         env, prompt or [], system, raw, json_output, stats, _enc(encoding_errors)
     )
     items = read_each_items(each_command, each) if each.active else None
-    text = "" if each.active else _read_prompt(env, prompt or [], encoding_errors)
+    text = "" if each.active else _read_prompt(env, prompt or [], encoding_errors, saved)
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
@@ -225,21 +254,11 @@ def ask(
     flags.keep_alive = keep_alive
     if each.active:  # the batch decodes on a side context of the in-process model
         flags.keep_alive = "0"
-    sampling = build_sampling(
-        SamplingFlags(
-            temperature,
-            top_p,
-            top_k,
-            min_p,
-            repeat_penalty,
-            seed,
-            max_tokens,
-            stop,
-            greedy,
-            logprobs,
-        ),
-        settings,
+    sampling_flags = SamplingFlags(
+        temperature, top_p, top_k, min_p, repeat_penalty, seed, max_tokens, stop, greedy, logprobs
     )
+    sampling = build_sampling(with_saved_sampling(sampling_flags, saved), settings)
+    output.apply(sampling)
     engine, resolved = load_engine(flags, settings, env)
     _show_notices(env, engine)
     if items is not None:
@@ -263,14 +282,13 @@ def ask(
             else engine.chat_prompt(build_messages(system_prompt, text))
         )
     check_prompt_fits(len(ids), engine.n_ctx)
-    prob_sink = _probability_sink(env) if show_probs and not json_output else None
+    quiet = json_output or output.constrained  # collected, validated, printed at the end
+    prob_sink = _probability_sink(env) if show_probs and not quiet else None
     if prob_sink is not None:
         sampling.logprobs = max(sampling.logprobs, 1)
     generation = engine.generate(ids, sampling)
     pieces: list[TokenPiece] = []
-    sink = prob_sink or open_sink(
-        env, plain=plain, json_mode=json_output, code_theme=settings.theme
-    )
+    sink = prob_sink or open_sink(env, plain=plain, json_mode=quiet, code_theme=settings.theme)
     try:
         stream_answer(generation, sink, pieces)
     except (KeyboardInterrupt, Terminated) as stop:  # SIGTERM: the same cleanup, exit 143
@@ -282,18 +300,51 @@ def ask(
         raise Interrupted("interrupted") from None
     if continued is not None:
         continued.save(pieces, generation.stats, interrupted=False)
-    _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
     if generation.stats.finish_reason == "error":  # a server failed mid-answer
+        _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
         raise ServiceUnavailable(
             generation.stats.error or "generation failed",
             hint="the answer above is incomplete",
         )
+    if output.constrained:
+        _report_structured(env, output, generation, stats, json_output, resolved.name, pieces)
+        return
+    _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
 
 
-def _read_prompt(env: Environment, words: list[str], encoding_errors: str) -> str:
+def _report_structured(
+    env: Environment,
+    output: OutputFormat,
+    generation: Generation,
+    stats: bool,
+    json_output: bool,
+    model_name: str,
+    pieces: list[TokenPiece],
+) -> None:
+    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    try:
+        line = structured_answer(output, "".join(p.text for p in pieces), generation.stats)
+    finally:
+        if stats:
+            from llmcli.render.stats import format_stats
+
+            notify(env, format_stats(generation.stats))
+    if json_output:
+        result = answer_json(model_name, generation, pieces, 0)
+        result["value"] = json.loads(line) if output.schema is not None else None
+        line = json.dumps(result, ensure_ascii=False)
+    env.stdout.write(line + "\n")
+    env.stdout.flush()
+
+
+def _read_prompt(
+    env: Environment, words: list[str], encoding_errors: str, saved: SavedPrompt | None
+) -> str:
     stdin_text = (
         None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
     )
+    if saved is not None:
+        return saved_text(saved, stdin_text, words)
     return combine_prompt(stdin_text, words)
 
 

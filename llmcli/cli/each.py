@@ -83,7 +83,7 @@ class EachFlags:
 
 
 def check_each_flags(
-    each: EachFlags, *, json_mode: bool, continued: bool, show_probs: bool
+    each: EachFlags, *, json_mode: bool, continued: bool, show_probs: bool, constrained: bool
 ) -> None:
     """Refuse combinations that mean nothing, before anything is loaded."""
     if not each.active:
@@ -95,6 +95,11 @@ def check_each_flags(
         raise UsageError("--each-line and --each-file both given", hint="pass only one of them")
     if each.null and json_mode:
         raise UsageError("--null and --json both given", hint="--json is one object per line")
+    if constrained:
+        raise UsageError(
+            f"--schema, --json-object, --grammar and --prompt do not work with {_which(each)} yet",
+            hint="drop them, or run one ask per item",
+        )
     for given, name in ((continued, "--continue"), (show_probs, "--show-probs")):
         if given:
             raise UsageError(f"{name} does not work with {_which(each)}", hint=f"drop {name}")

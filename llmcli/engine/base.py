@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +75,12 @@ class Sampling:
     greedy: bool = False
     logprobs: int = 0
     """Number of alternatives to report per token (0: none, and no extra cost)."""
+    grammar: str | None = None
+    """GBNF text the answer must match (llama.cpp's grammar sampler); wins over ``json_schema``."""
+    json_schema: dict[str, Any] | None = None
+    """A JSON Schema the answer must match: a local engine samples with its grammar, a
+    server receives it as ``response_format``. Carried here, with the other settings, so
+    that whatever runs the engine (a served one too) applies it."""
 
 
 @dataclass

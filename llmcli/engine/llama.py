@@ -20,7 +20,9 @@ import codecs
 import contextlib
 import ctypes
 import gc
+import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -42,6 +44,7 @@ from llmcli.engine.base import (
     TokenPiece,
     round_ctx,
 )
+from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
 from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
@@ -98,6 +101,13 @@ def _without_extra_buffers(llama_cpp: Any, active: bool) -> Iterator[None]:
             yield
         finally:
             binding.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def _python_stderr_to_null() -> Iterator[None]:
+    """Send what Python code prints to ``sys.stderr`` nowhere during the block."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        yield
 
 
 class _DecodeThread:
@@ -172,6 +182,13 @@ class LlamaEngine:
             options.gpu_layers, bool(llama_cpp.llama_supports_gpu_offload())
         )
         self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
+        if trained_ctx and self.n_ctx > trained_ctx:
+            # llama.cpp only logs "possible training context overflow" (hidden without
+            # --verbose); say it once, in llmcli's words.
+            self.notices.append(
+                f"context {self.n_ctx} > trained context {trained_ctx}: "
+                "text beyond it may be garbled"
+            )
         self._llama: Any = None
         try:
             with deferred_signals():  # Ctrl-C inside llama.cpp's log callback is lost
@@ -196,6 +213,7 @@ class LlamaEngine:
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = threading.Lock()
         self._decoder = _DecodeThread()
+        self._grammars: dict[str, str] = {}
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
         try:
@@ -206,7 +224,11 @@ class LlamaEngine:
             raise
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
-        with _without_extra_buffers(llama_cpp, has_amx()):
+        # Without --verbose nothing of llama.cpp's log may reach stderr: the binding's
+        # log callback still prints some lines while the context is created (e.g.
+        # "possible training context overflow" for --ctx above the trained length).
+        quiet = contextlib.nullcontext() if options.verbose else _python_stderr_to_null()
+        with _without_extra_buffers(llama_cpp, has_amx()), quiet:
             return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.n_ctx,
@@ -344,17 +366,40 @@ class LlamaEngine:
                 f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",
                 hint="shorten the input or raise --ctx",
             )
+        grammar = self.grammar_for(sampling)
         stats = GenerationStats(prompt_tokens=len(prompt))
         cancel = threading.Event()
         generation = Generation(pieces=iter(()), stats=stats)
-        generation.pieces = self._stream(list(prompt), sampling, stats, cancel)
+        generation.pieces = self._stream(list(prompt), sampling, grammar, stats, cancel)
         generation._cancel.append(cancel.set)
         return generation
+
+    def grammar_for(self, sampling: Sampling) -> str | None:
+        """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
+
+        A grammar llama.cpp cannot compile is a usage error here, before generation
+        (handed to the sampler it would crash the process at the first token).
+        """
+        if sampling.grammar is not None:
+            key, make = sampling.grammar, lambda: sampling.grammar or ""
+        elif sampling.json_schema is not None:
+            schema = sampling.json_schema
+            key = json.dumps(schema, sort_keys=True)
+            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+        else:
+            return None
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = make()
+            check_grammar(self._lib, self._vocab, grammar)
+            self._grammars[key] = grammar
+        return grammar
 
     def _stream(
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
@@ -363,7 +408,7 @@ class LlamaEngine:
 
         def work() -> None:
             try:
-                self._produce(prompt, sampling, stats, cancel, out.put)
+                self._produce(prompt, sampling, grammar, stats, cancel, out.put)
             except BaseException as exc:  # handed to the caller's thread
                 out.put(_Failure(exc))
             finally:
@@ -401,6 +446,7 @@ class LlamaEngine:
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
         emit: Callable[[TokenPiece], None],
@@ -424,6 +470,8 @@ class LlamaEngine:
             repeat_penalty=sampling.repeat_penalty,
             reset=True,
         )
+        if grammar:
+            self._sample_with(grammar)
         self._watch_for_abort(True)
         try:
             for token in tokens:
@@ -452,11 +500,28 @@ class LlamaEngine:
             self._watch_for_abort(False)
             with contextlib.suppress(Exception):
                 tokens.close()
+            llama.__dict__.pop("_init_sampler", None)
             stats.total_s = time.perf_counter() - started
         if not stops.stopped:
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             if tail:
                 emit(TokenPiece(text=tail, token_id=-1))
+
+    def _sample_with(self, grammar: str) -> None:
+        """Make the next ``Llama.generate()`` sample through a :class:`CheckedGrammarSampler`.
+
+        ``generate()`` builds its sampler chain with ``_init_sampler`` when it starts; an
+        instance attribute stands in for that method until the generation ends.
+        """
+        llama = self._llama
+        plain_chain = type(llama)._init_sampler
+
+        def init_sampler(**kwargs: Any) -> CheckedGrammarSampler:
+            kwargs.pop("grammar", None)
+            chain = plain_chain(llama, **kwargs)
+            return CheckedGrammarSampler(self._lib, chain, self._vocab, grammar, self.n_vocab)
+
+        llama._init_sampler = init_sampler
 
     def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
         """Make a fully cached prompt re-evaluate its last two tokens, not one.
