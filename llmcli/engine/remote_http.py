@@ -144,6 +144,18 @@ class HttpClient:
                     )
                 ) from exc
 
+    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` and decode the JSON answer; ``path`` may be a whole URL."""
+        with self._guard(path):
+            response = self._client.post(path, json=body)
+            if response.status_code >= 400:
+                raise self._status_failure(path, response, response.content[:MAX_ERROR_BODY])
+            try:
+                return response.json()
+            except ValueError as exc:
+                error = ServiceUnavailable(f"{self.url(path)} did not return JSON")
+                raise RequestFailed(error) from exc
+
     @contextmanager
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[httpx2.Response]:
         """POST ``body`` and hold the response open while the caller reads it."""
