@@ -47,6 +47,24 @@ def _cores_from_cpuinfo(cpuinfo: Path) -> int | None:
     return len(pairs) or None
 
 
+def has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU advertises Intel AMX tiles (``amx_int8``/``amx_bf16`` flags).
+
+    A llama.cpp built natively on such a CPU places quantized weights in its AMX
+    buffer type; under a hypervisor that advertises AMX without supporting its tile
+    state (measured on a Firecracker VM), the first ``llama_decode`` then segfaults.
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = line.partition(":")[2].split()
+            return "amx_int8" in flags or "amx_bf16" in flags
+    return False
+
+
 def parse_gpu_layers(value: str) -> GpuLayers:
     """Parse ``--gpu-layers N|all|auto``."""
     lowered = value.strip().lower()

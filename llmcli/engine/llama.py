@@ -45,7 +45,7 @@ from llmcli.engine.base import (
     encode,
     round_ctx,
 )
-from llmcli.engine.hardware import physical_cores, resolve_gpu_layers
+from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
 from llmcli.engine.stops import StopMatcher
@@ -70,6 +70,37 @@ def _silence_llama_log() -> None:
     failures itself, and ``--verbose`` restores the full log.
     """
     logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_extra_buffers(llama_cpp: Any, active: bool) -> Iterator[None]:
+    """Load with llama.cpp's extra CPU buffer types (AMX, repacked weights) turned off.
+
+    ``Llama()`` does not expose ``use_extra_bufts``; it builds its model parameters
+    from ``llama_model_default_params()``, so that one call is wrapped while the model
+    loads. Used where the CPU advertises AMX (see :func:`has_amx`): a crash is worse
+    than the speed the repacked layout gives.
+    """
+    if not active:
+        yield
+        return
+    binding = llama_cpp.llama.llama_cpp  # the module the binding's Llama looks it up in
+    original = binding.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = False
+        return value
+
+    with _PARAMS_LOCK:
+        binding.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            binding.llama_model_default_params = original
 
 
 class _DecodeThread:
@@ -178,15 +209,16 @@ class LlamaEngine:
             raise
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=self.n_ctx,
-            n_batch=min(N_BATCH, self.n_ctx),
-            n_threads=self.threads,
-            n_threads_batch=self.threads,
-            n_gpu_layers=self.gpu_layers,
-            verbose=options.verbose,
-        )
+        with _without_extra_buffers(llama_cpp, has_amx()):
+            return llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=self.n_ctx,
+                n_batch=min(N_BATCH, self.n_ctx),
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_gpu_layers=self.gpu_layers,
+                verbose=options.verbose,
+            )
 
     # -- LoRA adapters --------------------------------------------------------
 
