@@ -17,8 +17,8 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;

@@ -308,3 +308,13 @@ def raw_events(*payloads: bytes) -> Reply:
         end_stream(handler)
 
     return Reply(act, "raw")
+
+
+def model_list(context_length: int) -> Reply:
+    """``GET /v1/models`` naming the stub's model with a context size (as vLLM does)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        entry = {"id": MODEL, "object": "model", "max_model_len": context_length}
+        send_json(handler, 200, {"object": "list", "data": [entry]})
+
+    return Reply(act, "models")
