@@ -9,7 +9,7 @@ _llmcli_subcommands() {
         "completion") echo "install" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
-        "models") echo "alias list path rm show" ;;
+        "models") echo "alias list path rm show verify" ;;
     esac
 }
 
@@ -39,6 +39,7 @@ _llmcli_options() {
         "models path") echo "-h --help" ;;
         "models rm") echo "-y --yes -h --help" ;;
         "models show") echo "--anatomy --template --json -h --help" ;;
+        "models verify") echo "-h --help" ;;
         "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
         "pull") echo "-l --list --wait -h --help" ;;
         "tokenize") echo "-m --model --ids --special --bos --no-bos --json --verbose -h --help" ;;
@@ -123,6 +124,7 @@ _llmcli_argument() {
         "models path|0") echo "model" ;;
         "models rm|0") echo "model" ;;
         "models show|0") echo "model" ;;
+        "models verify|0") echo "model" ;;
         "next|"*) echo "text" ;;
         "pull|0") echo "model" ;;
         "tokenize|"*) echo "text" ;;

@@ -78,5 +78,10 @@ def history_file() -> Path:
     return state_dir() / "input-history"
 
 
+def transcripts_dir() -> Path:
+    """Where the chat's ``/save`` writes when it is given no file name."""
+    return data_dir() / "transcripts"
+
+
 def conversations_db() -> Path:
     return data_dir() / "conversations.sqlite3"

@@ -116,6 +116,7 @@ class FakeHub:
         self._hub = _Server(self, cdn=False)
         self._cdn = _Server(self, cdn=True)
         self._counter = 0
+        self.tamper: dict[str, Any] = {}  # repo_id -> callable(body) -> body: a hostile mirror
 
     # -- setup -------------------------------------------------------------------------
 
@@ -327,7 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
             "tags": ["gguf"],
             "siblings": siblings,
         }
-        self._json(200, body)
+        tamper = self.hub.tamper.get(repo_id)
+        self._json(200, tamper(body) if tamper else body)
 
     def _resolve(self, repo_id: str, revision: str, path: str, *, head: bool) -> None:
         found = self._repo(repo_id, revision)

@@ -215,3 +215,42 @@ def test_continue_after_exit() -> None:
     assert again.exit() == 0
     messages = saved()
     assert len(messages) == 4 and messages[0][1] == "Remember the word banana."
+
+
+CTRL_R = "\x12"
+
+
+def test_ctrl_r_then_enter_sends_the_line_it_found() -> None:
+    """As in readline: Enter ends the search and sends the line found."""
+    chat = Chat("--greedy", "--max-tokens", "2", "--quiet")
+    chat.send("remember the words purple walrus")
+    chat.prompt()
+    chat.send("something else")
+    chat.prompt()
+    chat.child.send(CTRL_R + "walrus")
+    chat.child.expect("I-search backward")
+    chat.child.expect("walrus")
+    chat.child.send("\r")
+    chat.prompt()
+    assert chat.exit() == 0
+    users = [text for role, text, _ in saved() if role == "user"]
+    assert users == [
+        "remember the words purple walrus",
+        "something else",
+        "remember the words purple walrus",
+    ]
+
+
+def test_set_without_a_value_shows_it_and_save_without_a_name_says_where() -> None:
+    chat = Chat("--greedy", "--max-tokens", "4", "--quiet", "-t", "0.3")
+    assert b"temperature = 0.3" in chat.command("/set temperature")
+    assert b"max_tokens = 4" in chat.command("/set max_tokens")
+    chat.send("Hello.")
+    chat.prompt()
+    shown = chat.command("/save").decode()
+    assert chat.exit() == 0
+    conv_id = HistoryStore(paths.conversations_db()).last_id()
+    written = paths.transcripts_dir() / f"conversation-{conv_id}.md"
+    assert written.is_absolute() and written.is_file()
+    assert f"saved 2 messages to {written}" in re.sub(r"\s*\r?\n\s*", "", shown)
+    assert "Hello." in written.read_text()

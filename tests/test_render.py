@@ -28,6 +28,7 @@ from rich.markdown import Markdown
 from llmcli.context import Environment
 from llmcli.engine.base import GenerationStats
 from llmcli.render import PlainWriter, StreamingMarkdown, format_stats, make_console
+from llmcli.render.markdown import AnswerMarkdown
 
 WIDTH, HEIGHT = 80, 24
 
@@ -261,7 +262,7 @@ def terminal_console(file: io.StringIO, **kwargs: object) -> Console:
 
 def one_go(text: str, **kwargs: object) -> TerminalFile:
     file = TerminalFile()
-    terminal_console(file, **kwargs).print(Markdown(text))
+    terminal_console(file, **kwargs).print(AnswerMarkdown(text))
     return file
 
 
@@ -338,6 +339,7 @@ def test_other_splits_and_documents_render_identically(seed: int) -> None:
         "````\n```\ninner\n```\n````\nafter",
         "para\n```\ncode right after a paragraph\n```\n# heading\n***\n___\ntext",
         "<div>\nhtml block\n</div>\n\ntext",
+        "# <<The History of Music>>\n\n<b>bold?</b> a <br> b\n\n<!-- note -->\n\nend",
         "line one\r\nline two\r\n\r\n- item\r",
         "> quote\nlazy continuation\n\n> second quote",
         "text  \nhard break\\\nagain",
@@ -587,6 +589,15 @@ def test_abort_keeps_what_arrived_and_ends_the_line() -> None:
     assert_same_screen(file, one_go("# Title\n\nsome text\n\n```python\nx = 1\ny = "))
 
 
+def test_html_like_text_is_shown_as_written() -> None:
+    """Rich drops raw HTML it cannot draw: ``<<The History of Music>>`` came out as ``<>``."""
+    text = "Title: <<The History of Music>>\n\n<div>\nkept\n</div>\n\n<b>x</b> & y"
+    chunks = [text[i : i + 3] for i in range(0, len(text), 3)]
+    screen = "\n".join(streamed(chunks, refresh_every=1).terminal.scrollback(False))
+    assert "<<The History of Music>>" in screen
+    assert "<div>" in screen and "kept" in screen and "<b>x</b> & y" in screen
+
+
 def test_not_a_terminal_gets_plain_markdown_text() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=WIDTH)
@@ -594,7 +605,7 @@ def test_not_a_terminal_gets_plain_markdown_text() -> None:
         for piece in PIECES:
             stream.feed(piece)
     reference = io.StringIO()
-    Console(file=reference, force_terminal=False, width=WIDTH).print(Markdown(ANSWER))
+    Console(file=reference, force_terminal=False, width=WIDTH).print(AnswerMarkdown(ANSWER))
     assert "\x1b" not in out.getvalue()
     assert out.getvalue() == reference.getvalue()
 

@@ -108,11 +108,10 @@ def history_show(conversation_id: IdArg, json_output: opt.JsonOpt = False) -> No
 
     text = to_markdown(conversation, model=info.model, markers=False)
     if env.stdout_isatty:
-        from rich.markdown import Markdown
-
         from llmcli.render.console import make_console
+        from llmcli.render.markdown import AnswerMarkdown
 
-        make_console(env).print(Markdown(text))
+        make_console(env).print(AnswerMarkdown(text))
     else:
         env.stdout.write(text)
 

@@ -251,3 +251,15 @@ def alias(
         found, _ = catalog.matching_stored(parsed)
         if not found:
             env.stderr.write(f"(not pulled yet: llmcli pull {shlex.quote(stored)})\n")
+
+
+@models_app.command("verify")
+def verify(
+    ref: Annotated[str, typer.Argument(help="A model reference or a .gguf path.")],
+) -> None:
+    """Check a model again from scratch: header, then a load and a short evaluation in a
+    child process. Forgets the remembered verdict first (a file once refused, e.g. under a
+    memory limit, is judged again)."""
+    from llmcli.cli.verify import verify_model
+
+    verify_model(ref, Environment())

@@ -11,7 +11,8 @@ could close it). A top-level block is final once the next one has started
 (CommonMark decides each line's block from the lines up to it), or at once for a
 closed fence, an ATX/setext heading or a rule. Each final chunk is printed the way
 Rich prints it inside the whole document (see :class:`_AfterBlock`), so the console
-ends up holding exactly ``console.print(Markdown(full_text))``. The one known
+ends up holding exactly ``console.print(AnswerMarkdown(full_text))`` (Rich's
+Markdown with HTML-like text shown as written). The one known
 exception is a link reference definition (``[x]: url``), which can change links in
 blocks printed before it arrived.
 """
@@ -47,9 +48,31 @@ _FINAL_ALONE = {"hr", "heading_open"}
 Lines = list[list[Segment]]
 
 
+def _answer_parser() -> MarkdownIt:
+    """Rich's parser configuration with raw HTML off: tags are text, shown as written."""
+    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
+
+
 def _block_parser() -> MarkdownIt:
-    """Rich's parser configuration, block rules only: inline parsing cannot move a block edge."""
-    return MarkdownIt().enable("strikethrough").enable("table").disable("inline")
+    """The answer parser, block rules only: inline parsing cannot move a block edge."""
+    return _answer_parser().disable("inline")
+
+
+class AnswerMarkdown(Markdown):
+    """Rich's Markdown, except that HTML-like text is shown instead of dropped.
+
+    Rich parses raw HTML (CommonMark allows it) and then skips every HTML token it
+    cannot draw, so ``<<The History of Music>>`` came out as ``<>`` and an HTML block
+    vanished. A model's answer is text for a terminal, not a web page: with HTML
+    parsing off, markdown-it keeps tags as literal text.
+    """
+
+    _parser = _answer_parser()
+
+    def __init__(self, markup: str, code_theme: str = DEFAULT_CODE_THEME) -> None:
+        super().__init__("", code_theme=code_theme)  # Rich's parse of "" costs nothing
+        self.markup = markup
+        self.parsed = self._parser.parse(markup)
 
 
 def _normalize_newlines(text: str) -> str:
@@ -304,7 +327,7 @@ class StreamingMarkdown:
     ``feed(text)`` takes pieces of any size (a token, half a fence marker, part of a
     grapheme); ``finish()`` prints the rest; ``abort()`` (called on an exception,
     e.g. Ctrl-C) prints what arrived so far and leaves the cursor on a new line.
-    After ``finish()`` the console holds exactly what ``console.print(Markdown(text,
+    After ``finish()`` the console holds exactly what ``console.print(AnswerMarkdown(text,
     code_theme=code_theme))`` prints for the whole answer.
 
     The live area is redrawn by a background thread, ``refresh_per_second`` times a
@@ -518,8 +541,10 @@ class StreamingMarkdown:
     def _markdown(self, text: str, after_block: bool) -> RenderableType:
         """``text`` rendered as it renders in the whole answer, after what was printed."""
         if after_block:
-            return _AfterBlock(Markdown(_AfterBlock.PREFIX + text, code_theme=self.code_theme))
-        return Markdown(text, code_theme=self.code_theme)
+            return _AfterBlock(
+                AnswerMarkdown(_AfterBlock.PREFIX + text, code_theme=self.code_theme)
+            )
+        return AnswerMarkdown(text, code_theme=self.code_theme)
 
     def _print_unprinted(self) -> None:
         """Print the cut chunks; a chunk stays queued until printed (Ctrl-C safe)."""
@@ -590,7 +615,7 @@ class StreamingMarkdown:
             first -= 1
         while True:
             text = "".join(lines[starts[first] :]) + partial
-            markdown = Markdown(text, code_theme=self.code_theme)
+            markdown = AnswerMarkdown(text, code_theme=self.code_theme)
             if open_list.ordered:
                 opener = next(tok for tok in markdown.parsed if tok.type == "ordered_list_open")
                 opener.attrs["start"] = open_list.start + first

@@ -48,4 +48,30 @@ def open_answer_sink(
     from llmcli.render.console import make_console
     from llmcli.render.markdown import StreamingMarkdown
 
-    return StreamingMarkdown(make_console(env), code_theme=code_theme or DEFAULT_CODE_THEME)
+    markdown = StreamingMarkdown(make_console(env), code_theme=code_theme or DEFAULT_CODE_THEME)
+    return QuietSink(markdown, env)
+
+
+class QuietSink:
+    """A terminal sink during which Ctrl-C cannot draw over the live area (see ttymode)."""
+
+    def __init__(self, sink: AnswerSink, env: Environment) -> None:
+        from llmcli.render.ttymode import QuietInterrupts
+
+        self._sink = sink
+        self._quiet = QuietInterrupts(env.stdout)
+
+    def feed(self, text: str) -> None:
+        self._sink.feed(text)
+
+    def finish(self) -> None:
+        try:
+            self._sink.finish()
+        finally:
+            self._quiet.restore()
+
+    def abort(self) -> None:
+        try:
+            self._sink.abort()
+        finally:
+            self._quiet.restore()

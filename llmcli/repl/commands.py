@@ -27,11 +27,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("exit", "", "leave the chat (also /bye, Ctrl-D)", ("bye", "quit")),
     Command("clear", "", "start a new conversation (the old one stays in history)"),
     Command("system", "[TEXT]", "set the system prompt (no TEXT: show it; '-': remove it)"),
-    Command("set", "[PARAM VALUE]", "change a sampling setting (no args: show them)"),
+    Command("set", "[PARAM [VALUE]]", "change a sampling setting (no value: show it)"),
     Command("model", "REF", "switch to another model, keeping the conversation"),
     Command("retry", "", "generate the last answer again"),
     Command("undo", "", "drop the last exchange (your message and its answer)"),
-    Command("save", "[FILE]", "write the transcript (.json exact, otherwise Markdown)"),
+    Command(
+        "save",
+        "[FILE]",
+        "write the transcript (.json exact, otherwise Markdown; no FILE: the data dir)",
+    ),
     Command("load", "FILE", "continue a transcript written by /save"),
     Command("tokens", "", "context used and its budget"),
     Command("stats", "", "speed of the last answer and of the session"),
@@ -91,6 +95,8 @@ def apply_setting(sampling: Sampling, text: str) -> str:
             hint="one of: " + ", ".join(PARAMS),
         )
     value = value.strip()
+    if not value:  # "/set temperature": show it, as "/set" shows them all
+        return f"{name} = {describe(sampling, name)}"
     try:
         parsed = parse_value(knob, value)
     except ValueError:

@@ -8,6 +8,7 @@ answer (marked interrupted) and comes back to the prompt.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, GenerationStats, Sampling
 from llmcli.errors import ExitStatus, LlmcliError, Terminated, UsageError
+from llmcli.paths import transcripts_dir, user_path
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink, wants_markdown
 from llmcli.repl.commands import (
@@ -252,9 +254,13 @@ class ChatRepl:
         conversation = self.session.conversation
         if not conversation.messages:
             raise UsageError("nothing to save yet", hint="send a message first")
-        path = Path(arg or default_name(conversation))
+        # No name: a fixed folder, never the current directory (which may be anywhere).
+        path = user_path(arg) if arg else transcripts_dir() / default_name(conversation)
+        if not arg:
+            with contextlib.suppress(OSError):  # if it fails, the write below says why
+                path.parent.mkdir(parents=True, exist_ok=True)
         save_transcript(conversation, path, model=self.session.model_name)
-        self.output.notice(f"saved {len(conversation.messages)} messages to {path}")
+        self.output.notice(f"saved {len(conversation.messages)} messages to {path.resolve()}")
 
     def _cmd_load(self, arg: str) -> None:
         if not arg:

@@ -20,6 +20,7 @@ from llmcli.errors import (
     TemporaryFailure,
     UsageError,
 )
+from llmcli.store import validate
 from llmcli.store.refs import (
     DEFAULT_QUANT,
     GGUF_SUFFIX,
@@ -244,21 +245,24 @@ def fetch_listing(ref: HubRef) -> RepoListing:
         info = HfApi().model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
     files = [_remote_file(s) for s in info.siblings or ()]
     return RepoListing(
-        repo_id=str(info.id or ref.repo_id),
+        repo_id=validate.repo_id(info.id or ref.repo_id),
         revision=ref.revision,
-        commit=str(info.sha or ref.revision or "main"),
+        commit=validate.commit(info.sha),
         models=group_models(files),
         gated=bool(info.gated),
     )
 
 
 def _remote_file(sibling: Any) -> RemoteFile:
+    """One sibling, every field validated (:mod:`llmcli.store.validate`): never a path."""
+    path = validate.repo_path(sibling.rfilename)
     lfs = sibling.lfs
+    if lfs:
+        size, sha256 = validate.lfs_fields(lfs, path)
+    else:
+        size, sha256 = validate.size(sibling.size or 0, path), None
     return RemoteFile(
-        path=sibling.rfilename,
-        size=int(lfs.size if lfs else sibling.size or 0),
-        sha256=str(lfs.sha256).lower() if lfs else None,
-        blob_id=sibling.blob_id,
+        path=path, size=size, sha256=sha256, blob_id=validate.blob_id(sibling.blob_id, path)
     )
 
 

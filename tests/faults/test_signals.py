@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from llmcli.engine import probe
-from llmcli.errors import DataError, Terminated
+from llmcli.errors import DataError, TemporaryFailure, Terminated
 from tests.conftest import run_cli
 
 PYTHON = sys.executable
@@ -193,9 +193,9 @@ def test_ctrl_c_in_the_probe_child_stops_and_remembers_nothing(tmp_path: Path) -
 
 
 def test_a_killed_probe_is_reported_but_not_remembered(tmp_path: Path) -> None:
-    """The OOM killer's SIGKILL says nothing lasting about the file."""
+    """The OOM killer's SIGKILL says nothing lasting about the file: a memory failure (75)."""
     model = _tiny(tmp_path)
-    with pytest.raises(DataError, match="killed \\(SIGKILL") as info:
+    with pytest.raises(TemporaryFailure, match="killed \\(SIGKILL") as info:
         probe.ensure_loadable(model, command=_killed_by(signal.SIGKILL))
     assert "try again" in (info.value.hint or "")
     probe.ensure_loadable(model, command=[PYTHON, "-c", "pass"])

@@ -74,3 +74,40 @@ def byte_level_llama(path: Path, *, chat_template: str | None) -> Path:
 
 def aborting_llama(path: Path) -> Path:
     return _write(path, byte_characters(), [gf.kv("llama.expert_count", gf.UINT32, 1000)])
+
+
+I32 = 26  # ggml's GGML_TYPE_I32
+
+
+def decode_aborting_llama(path: Path) -> Path:
+    """Passes the header check and loads, but ``blk.0.attn_norm.weight`` is I32 where the
+    norm's multiply needs F32: llama.cpp aborts (``binary_op: unsupported types``) at the
+    first decode."""
+    specs = [
+        (name, shape, I32 if name == "blk.0.attn_norm.weight" else ggml_type)
+        for name, shape, ggml_type in gf.tiny_llama_tensors(
+            n_blocks=1,
+            hidden=HIDDEN,
+            ffn=FFN,
+            kv_dim=HIDDEN // HEADS * KV_HEADS,
+            vocab=256,
+            tied=True,
+            ggml_type=gf.F32,
+        )
+    ]
+    # Same element size as F32, so the data layout the factory computes stays right.
+    specs = [(n, s, gf.F32 if t == I32 else t) for n, s, t in specs]
+    data = bytearray(gf.build_gguf(_llama_kvs(byte_characters(), []), specs))
+    _retype(data, b"blk.0.attn_norm.weight", I32)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _retype(data: bytearray, name: bytes, ggml_type: int) -> None:
+    """Rewrite one tensor's type in its table row (name, n_dims, dims, type, offset)."""
+    import struct
+
+    at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+    n_dims = struct.unpack_from("<I", data, at)[0]
+    type_at = at + 4 + 8 * n_dims
+    struct.pack_into("<I", data, type_at, ggml_type)
