@@ -2,7 +2,7 @@
 # Install: llmcli completion install fish, or copy to ~/.config/fish/completions/.
 
 set -g __llmcli_subcommands '|ask' '|chat' '|completion' '|config' '|detokenize' '|doctor' '|history' '|models' '|next' '|pull' '|tokenize' 'completion|install' 'config|edit' 'config|path' 'config|set' 'config|show' 'config|unset' 'history|list' 'history|rm' 'history|show' 'models|alias' 'models|list' 'models|path' 'models|rm' 'models|show' 'models|verify'
-set -g __llmcli_value_options 'ask|-m' 'ask|--model' 'ask|-s' 'ask|--system' 'ask|-t' 'ask|--temperature' 'ask|--top-p' 'ask|--top-k' 'ask|--min-p' 'ask|--repeat-penalty' 'ask|--seed' 'ask|-n' 'ask|--max-tokens' 'ask|--stop' 'ask|--ctx' 'ask|-g' 'ask|--gpu-layers' 'ask|--threads' 'ask|--chat-template' 'ask|--chat-format' 'ask|--lora' 'ask|--engine' 'ask|--base-url' 'ask|--logprobs' 'ask|--encoding-errors' 'chat|-m' 'chat|--model' 'chat|-s' 'chat|--system' 'chat|-t' 'chat|--temperature' 'chat|--top-p' 'chat|--top-k' 'chat|--min-p' 'chat|--repeat-penalty' 'chat|--seed' 'chat|-n' 'chat|--max-tokens' 'chat|--stop' 'chat|--resume' 'chat|--on-overflow' 'chat|--ctx' 'chat|-g' 'chat|--gpu-layers' 'chat|--threads' 'chat|--chat-template' 'chat|--chat-format' 'chat|--lora' 'chat|--engine' 'chat|--base-url' 'config show|-m' 'config show|--model' 'detokenize|-m' 'detokenize|--model' 'history list|-n' 'history list|--limit' 'models list|--remote' 'next|-m' 'next|--model' 'next|-s' 'next|--system' 'next|-k' 'next|--top' 'next|--steps' 'next|--lora' 'next|--ctx' 'next|-g' 'next|--gpu-layers' 'next|--threads' 'next|--chat-template' 'next|--chat-format' 'pull|--wait' 'tokenize|-m' 'tokenize|--model'
+set -g __llmcli_value_options 'ask|-m' 'ask|--model' 'ask|-s' 'ask|--system' 'ask|-t' 'ask|--temperature' 'ask|--top-p' 'ask|--top-k' 'ask|--min-p' 'ask|--repeat-penalty' 'ask|--presence-penalty' 'ask|--seed' 'ask|-n' 'ask|--max-tokens' 'ask|--stop' 'ask|--ctx' 'ask|-g' 'ask|--gpu-layers' 'ask|--threads' 'ask|--chat-template' 'ask|--chat-format' 'ask|--lora' 'ask|--engine' 'ask|--base-url' 'ask|--logprobs' 'ask|--encoding-errors' 'chat|-m' 'chat|--model' 'chat|-s' 'chat|--system' 'chat|-t' 'chat|--temperature' 'chat|--top-p' 'chat|--top-k' 'chat|--min-p' 'chat|--repeat-penalty' 'chat|--presence-penalty' 'chat|--seed' 'chat|-n' 'chat|--max-tokens' 'chat|--stop' 'chat|--resume' 'chat|--on-overflow' 'chat|--ctx' 'chat|-g' 'chat|--gpu-layers' 'chat|--threads' 'chat|--chat-template' 'chat|--chat-format' 'chat|--lora' 'chat|--engine' 'chat|--base-url' 'config show|-m' 'config show|--model' 'detokenize|-m' 'detokenize|--model' 'history list|-n' 'history list|--limit' 'models list|--remote' 'next|-m' 'next|--model' 'next|-s' 'next|--system' 'next|-k' 'next|--top' 'next|--steps' 'next|--lora' 'next|--ctx' 'next|-g' 'next|--gpu-layers' 'next|--threads' 'next|--chat-template' 'next|--chat-format' 'pull|--wait' 'tokenize|-m' 'tokenize|--model'
 
 # The command path being completed ("" at the top level, "models show", ...).
 function __llmcli_path
@@ -66,6 +66,7 @@ complete -c llmcli -n '__llmcli_at \'ask\'' -l top-p -x -d 'Nucleus sampling [de
 complete -c llmcli -n '__llmcli_at \'ask\'' -l top-k -x -d 'Top-k sampling, 0 = off [default: 40].'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l min-p -x -d 'Min-p sampling [default: 0.05].'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l repeat-penalty -x -d 'Repetition penalty [default: 1.0 = off].'
+complete -c llmcli -n '__llmcli_at \'ask\'' -l presence-penalty -x -d 'Presence penalty: make any token already in the text less likely [default: 0.0 = off].'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l seed -x -d 'Random seed: the same seed gives the same text [default: random].'
 complete -c llmcli -n '__llmcli_at \'ask\'' -s n -l max-tokens -x -d 'Generate at most N tokens [default: until the model stops or the context is full].'
 complete -c llmcli -n '__llmcli_at \'ask\'' -l greedy -d 'Argmax decoding: always the most likely token (deterministic).'
@@ -95,6 +96,7 @@ complete -c llmcli -n '__llmcli_at \'chat\'' -l top-p -x -d 'Nucleus sampling [d
 complete -c llmcli -n '__llmcli_at \'chat\'' -l top-k -x -d 'Top-k sampling, 0 = off [default: 40].'
 complete -c llmcli -n '__llmcli_at \'chat\'' -l min-p -x -d 'Min-p sampling [default: 0.05].'
 complete -c llmcli -n '__llmcli_at \'chat\'' -l repeat-penalty -x -d 'Repetition penalty [default: 1.0 = off].'
+complete -c llmcli -n '__llmcli_at \'chat\'' -l presence-penalty -x -d 'Presence penalty: make any token already in the text less likely [default: 0.0 = off].'
 complete -c llmcli -n '__llmcli_at \'chat\'' -l seed -x -d 'Random seed: the same seed gives the same text [default: random].'
 complete -c llmcli -n '__llmcli_at \'chat\'' -s n -l max-tokens -x -d 'Generate at most N tokens [default: until the model stops or the context is full].'
 complete -c llmcli -n '__llmcli_at \'chat\'' -l greedy -d 'Argmax decoding: always the most likely token (deterministic).'
@@ -128,12 +130,12 @@ complete -c llmcli -n '__llmcli_at \'config\'' -s h -l help -d 'Show help and ex
 complete -c llmcli -n '__llmcli_at \'config edit\'' -s h -l help -d 'Show help and exit.'
 complete -c llmcli -n '__llmcli_at \'config path\'' -s h -l help -d 'Show help and exit.'
 complete -c llmcli -n '__llmcli_at \'config set\'' -s h -l help -d 'Show help and exit.'
-complete -c llmcli -n '__llmcli_at \'config set\'' -a 'ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p'
+complete -c llmcli -n '__llmcli_at \'config set\'' -a 'ctx gpu_layers max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p'
 complete -c llmcli -n '__llmcli_at \'config show\'' -s m -l model -r -F -a '(__llmcli_models)' -d 'Also apply this model\'s [models.NAME] table.'
 complete -c llmcli -n '__llmcli_at \'config show\'' -l json -d 'Print one JSON object.'
 complete -c llmcli -n '__llmcli_at \'config show\'' -s h -l help -d 'Show help and exit.'
 complete -c llmcli -n '__llmcli_at \'config unset\'' -s h -l help -d 'Show help and exit.'
-complete -c llmcli -n '__llmcli_at \'config unset\'' -a 'ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p'
+complete -c llmcli -n '__llmcli_at \'config unset\'' -a 'ctx gpu_layers max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p'
 complete -c llmcli -n '__llmcli_at \'detokenize\'' -s m -l model -r -F -a '(__llmcli_models)' -d 'Model: a .gguf path, OWNER/REPO[:QUANT], an alias, or REMOTE/MODEL for a server named in the config file\'s remotes table (with --base-url: the server\'s model name).'
 complete -c llmcli -n '__llmcli_at \'detokenize\'' -l special -d 'Write special tokens (BOS, <|im_end|>) as their text.'
 complete -c llmcli -n '__llmcli_at \'detokenize\'' -l json -d 'Print one JSON object instead of streaming text.'

@@ -244,3 +244,25 @@ def test_json_of_ask_is_one_line_of_utf8() -> None:
 def test_environment_is_plain_in_buffers() -> None:
     env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
     assert not env.stdout_isatty
+
+
+# -- a knob added in one place reaches everything -----------------------------------------
+
+
+def test_presence_penalty_is_an_option_a_setting_and_a_request_field() -> None:
+    """--presence-penalty was added as one row in knobs.py and one Sampling field."""
+    settings = Settings()
+    assert settings.presence_penalty == 0.0 and "presence_penalty" in KEYS
+    assert KEYS["presence_penalty"].env_var == "LLMCLI_PRESENCE_PENALTY"
+    sampling = Sampling()
+    assert apply_setting(sampling, "presence_penalty 0.5") == "presence_penalty = 0.5"
+    assert sampling.knob_values("llama")["presence_penalty"] == 0.5
+    with OpenAIStub() as stub:
+        stub.script(stream(["ok"]), stream(["ok"]))
+        flag = run_cli("ask", "--base-url", stub.url, "--presence-penalty", "1.5", "hi")
+        env = run_cli("ask", "--base-url", stub.url, "hi", env={"LLMCLI_PRESENCE_PENALTY": "0.25"})
+        assert flag.returncode == env.returncode == 0, (flag.stderr, env.stderr)
+        bodies = [r.body or {} for r in stub.completions()]
+    assert [b["presence_penalty"] for b in bodies] == [1.5, 0.25]
+    refused = run_cli("ask", "--base-url", "http://127.0.0.1:9/v1", "--presence-penalty", "3", "x")
+    assert refused.returncode == 2 and b"presence-penalty" in refused.stderr

@@ -78,6 +78,7 @@ class Sampling:
     top_k: int = knob_default("top_k")
     min_p: float = knob_default("min_p")
     repeat_penalty: float = knob_default("repeat_penalty")
+    presence_penalty: float = knob_default("presence_penalty")
     seed: int | None = knob_default("seed")
     max_tokens: int | None = knob_default("max_tokens")
     stop: tuple[str, ...] = ()
