@@ -5,7 +5,7 @@
 # The subcommands of a command path ('' is the top level).
 _llmcli_subcommands() {
     case "$1" in
-        "") echo "ask chat completion config detokenize doctor history models next pull tokenize" ;;
+        "") echo "ask bench chat completion config detokenize doctor embed history lens models next pull tokenize" ;;
         "completion") echo "install" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
@@ -18,6 +18,7 @@ _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
         "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
         "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
@@ -29,10 +30,12 @@ _llmcli_options() {
         "config unset") echo "-h --help" ;;
         "detokenize") echo "-m --model --special --json --verbose -h --help" ;;
         "doctor") echo "--json -h --help" ;;
+        "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json --verbose -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
         "history rm") echo "--json -h --help" ;;
         "history show") echo "--json -h --help" ;;
+        "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
         "models") echo "-h --help" ;;
         "models alias") echo "-d --remove -h --help" ;;
         "models list") echo "--json --remote -h --help" ;;
@@ -70,6 +73,12 @@ _llmcli_option_value() {
         "ask|--base-url") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
+        "bench|-m"|"bench|--model") echo "model" ;;
+        "bench|-p"|"bench|--pp") echo "text" ;;
+        "bench|-n"|"bench|--tg") echo "text" ;;
+        "bench|-r"|"bench|--repetitions") echo "text" ;;
+        "bench|--threads") echo "text" ;;
+        "bench|-g"|"bench|--gpu-layers") echo "choice all auto" ;;
         "chat|-m"|"chat|--model") echo "model" ;;
         "chat|-s"|"chat|--system") echo "text" ;;
         "chat|-t"|"chat|--temperature") echo "text" ;;
@@ -93,7 +102,22 @@ _llmcli_option_value() {
         "chat|--base-url") echo "text" ;;
         "config show|-m"|"config show|--model") echo "model" ;;
         "detokenize|-m"|"detokenize|--model") echo "model" ;;
+        "embed|-m"|"embed|--model") echo "model" ;;
+        "embed|--pooling") echo "choice mean last cls" ;;
+        "embed|--ctx") echo "text" ;;
+        "embed|-g"|"embed|--gpu-layers") echo "choice all auto" ;;
+        "embed|--threads") echo "text" ;;
+        "embed|--engine") echo "choice local openai" ;;
+        "embed|--base-url") echo "text" ;;
         "history list|-n"|"history list|--limit") echo "text" ;;
+        "lens|-m"|"lens|--model") echo "model" ;;
+        "lens|-s"|"lens|--system") echo "text" ;;
+        "lens|-k"|"lens|--top") echo "text" ;;
+        "lens|--ctx") echo "text" ;;
+        "lens|-g"|"lens|--gpu-layers") echo "choice all auto" ;;
+        "lens|--threads") echo "text" ;;
+        "lens|--chat-template") echo "file" ;;
+        "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
         "models list|--remote") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
         "next|-s"|"next|--system") echo "text" ;;
@@ -119,8 +143,10 @@ _llmcli_argument() {
         "config set|1") echo "text" ;;
         "config unset|0") echo "choice ctx gpu_layers max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
+        "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;
         "history show|0") echo "text" ;;
+        "lens|"*) echo "text" ;;
         "models alias|0") echo "text" ;;
         "models alias|1") echo "model" ;;
         "models path|0") echo "model" ;;

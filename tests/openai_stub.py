@@ -2,6 +2,7 @@
 
 Each POST to ``/v1/chat/completions`` or ``/v1/completions`` takes the next
 scripted :class:`Reply` (a well-formed stream when the script is empty);
+``POST /v1/embeddings`` answers :func:`stub_embedding` of each input unless scripted;
 ``GET /v1/models`` answers ``models_reply``. With ``tokenizer`` set it also
 answers llama-server's ``POST /apply-template`` and ``POST /tokenize`` (one token
 per whitespace-separated word, a fixed overhead per message); without it those
@@ -117,6 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._record() or {}
         if not self.path.startswith("/v1/"):
             return self._tokenizer_route(body)
+        default = embeddings() if self.path.rstrip("/").endswith("/embeddings") else None
+        if default is not None and not self.owner.replies:
+            return default.action(self, self.owner)
         reply = self.owner.replies.popleft() if self.owner.replies else stream(["Hello", " world"])
         self.chat = "messages" in body
         reply.action(self, self.owner)
@@ -228,6 +232,32 @@ def _peer_closed(handler: _Handler) -> bool:
 
 
 # ---- replies ----------------------------------------------------------------------------------
+
+EMBEDDING_DIMS = 16
+
+
+def stub_embedding(text: str) -> list[float]:
+    """A deterministic bag-of-words vector: equal texts give equal vectors."""
+    vector = [0.0] * EMBEDDING_DIMS
+    for word in text.lower().split():
+        vector[sum(word.encode()) % EMBEDDING_DIMS] += 1.0
+    return vector
+
+
+def embeddings() -> Reply:
+    """OpenAI's ``/v1/embeddings`` answer, entries in reverse order (``index`` says which)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        body = stub.requests[-1].body or {}
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        data = [
+            {"object": "embedding", "index": i, "embedding": stub_embedding(t)}
+            for i, t in enumerate(texts)
+        ]
+        send_json(handler, 200, {"object": "list", "model": MODEL, "data": data[::-1]})
+
+    return Reply(act, "embeddings")
 
 
 def stream(

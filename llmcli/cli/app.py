@@ -19,12 +19,15 @@ import typer
 
 # Command modules register themselves on the shared app when imported.
 import llmcli.cli.ask  # noqa: F401
+import llmcli.cli.bench  # noqa: F401
 import llmcli.cli.chat  # noqa: F401
 import llmcli.cli.completion  # noqa: F401
 import llmcli.cli.config_cmd  # noqa: F401
 import llmcli.cli.doctor  # noqa: F401
+import llmcli.cli.embed  # noqa: F401
 import llmcli.cli.history  # noqa: F401
 import llmcli.cli.inspect  # noqa: F401
+import llmcli.cli.lens  # noqa: F401
 import llmcli.cli.models  # noqa: F401
 import llmcli.cli.models_manage  # noqa: F401
 import llmcli.cli.models_show  # noqa: F401
@@ -42,8 +45,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _error_line(message: str) -> None:
-    try:
-        sys.stderr.write(f"{PROG}: error: {message}\n")
+    from llmcli.render.sanitize import visible
+
+    try:  # messages quote servers, templates and files: never raw controls on stderr
+        sys.stderr.write(f"{PROG}: error: {visible(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass

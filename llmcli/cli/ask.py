@@ -62,8 +62,11 @@ def open_sink(
 def notify(env: Environment, message: str) -> None:
     """A dim notice on stderr (plain in a pipe)."""
     from llmcli.render.console import make_console
+    from llmcli.render.sanitize import visible
 
-    make_console(env, stderr=True).print(message, style="dim", markup=False, highlight=False)
+    make_console(env, stderr=True).print(
+        visible(message), style="dim", markup=False, highlight=False
+    )
 
 
 @app.command(rich_help_panel="Generate")

@@ -66,6 +66,7 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
     from rich.text import Text
 
     from llmcli.render.console import make_console
+    from llmcli.render.sanitize import visible
 
     console = make_console(env)
     if not rows:
@@ -80,9 +81,9 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
         table.add_row(
             str(row.id),
             _when(row.updated),
-            Text(row.model or "-"),
+            Text(visible(row.model or "-")),
             str(row.messages),
-            Text(row.title),
+            Text(visible(row.title)),
         )
     console.print(table)
 
@@ -110,8 +111,9 @@ def history_show(conversation_id: IdArg, json_output: opt.JsonOpt = False) -> No
     if env.stdout_isatty:
         from llmcli.render.console import make_console
         from llmcli.render.markdown import AnswerMarkdown
+        from llmcli.render.sanitize import visible
 
-        make_console(env).print(AnswerMarkdown(text))
+        make_console(env).print(AnswerMarkdown(visible(text)))
     else:
         env.stdout.write(text)
 

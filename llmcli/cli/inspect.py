@@ -40,6 +40,8 @@ from llmcli.session.inputs import combine_prompt, read_stdin
 if TYPE_CHECKING:
     import numpy as np
 
+    from llmcli.engine.llama import LlamaEngine
+
 
 INSPECT = "Inspect"
 TOKENIZER_CTX = 256
@@ -72,6 +74,28 @@ def _load(
         for notice in engine.notices:
             notify(env, f"note: {notice}")
     return tokens
+
+
+def _load_llama(
+    env: Environment, flags: ModelFlags, settings: Settings | None = None
+) -> LlamaEngine:
+    """llama.cpp itself, for commands that read its internals (``lens``, ``bench``).
+
+    Those measure or reach into llama.cpp's own context, which no other engine has;
+    token-level commands ask for :class:`TokenLevel` instead (:func:`_load`).
+    """
+    from llmcli.engine.llama import LlamaEngine
+
+    engine, _ = load_token_level(flags, settings or _settings(env, flags.model), env)
+    if not isinstance(engine, LlamaEngine):
+        engine.close()
+        raise UsageError(
+            "this command needs a llama.cpp model loaded here",
+            hint="pass -m PATH.gguf or a pulled model",
+        )
+    for notice in engine.notices:
+        notify(env, f"note: {notice}")
+    return engine
 
 
 def _settings(env: Environment, model: str | None) -> Settings:

@@ -31,10 +31,14 @@ def print_remote_models(env: Environment, target: str, *, json_output: bool) -> 
     if not models:
         env.stdout.write(f"{remote.label} serves no models\n")
         return
-    width = max(len(m.id) for m in models)
+    from llmcli.render.sanitize import visible
+
+    shown = visible if env.stdout_isatty else str  # a pipe gets the ids as served
+    width = max(len(shown(m.id)) for m in models)
     for m in models:
         context = str(m.context_length) if m.context_length else "-"
-        env.stdout.write(f"{m.id:<{width}}  {context:>8}  {m.owned_by or ''}".rstrip() + "\n")
+        line = f"{shown(m.id):<{width}}  {context:>8}  {shown(m.owned_by or '')}".rstrip()
+        env.stdout.write(line + "\n")
 
 
 def _remote_for_listing(target: str, env: Environment) -> Remote:

@@ -220,6 +220,27 @@ class LlamaEngine:
                 verbose=options.verbose,
             )
 
+    # -- native handles (side contexts: lens, embeddings, bench) -------------
+
+    @property
+    def native_lib(self) -> Any:
+        """The ``llama_cpp`` module this engine was loaded with."""
+        return self._lib
+
+    @property
+    def native_model(self) -> Any:
+        """The loaded ``llama_model *``; side contexts share its weights."""
+        return self._llama._model.model
+
+    def native_context_params(self) -> Any:
+        """A copy of the ``llama_context_params`` this engine's own context was made with.
+
+        Side contexts start from it, so they compute exactly as generation does (same
+        flash-attention choice, KV types, RoPE settings); only sizes and callbacks change.
+        """
+        params = self._llama.context_params
+        return type(params).from_buffer_copy(params)
+
     # -- LoRA adapters --------------------------------------------------------
 
     @property

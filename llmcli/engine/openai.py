@@ -21,9 +21,9 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
@@ -48,6 +48,9 @@ from llmcli.engine.remote_tokens import TokenCounter
 from llmcli.engine.sse import SSEEvent, SSEFormatError, SSEParser, iter_lines
 from llmcli.engine.stops import StopMatcher
 from llmcli.errors import LlmcliError, ServiceUnavailable, TemporaryFailure, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NO_TOKEN = -1
 """``TokenPiece.token_id`` of remote pieces: the server does not send token ids."""
@@ -152,6 +155,15 @@ class OpenAIEngine:
             )
         if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
             self.n_ctx = match.context_length
+
+    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
+        from llmcli.engine.embed import remote_embeddings
+
+        result: list[np.ndarray] = self._with_retries(
+            lambda: remote_embeddings(self._http, self.model_name, texts)
+        )
+        return result
 
     # -- prompts and generation -------------------------------------------------
 

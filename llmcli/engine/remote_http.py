@@ -145,7 +145,7 @@ class HttpClient:
                 ) from exc
 
     def post_json(self, path: str, body: dict[str, Any]) -> Any:
-        """POST ``body`` and decode the JSON answer; ``path`` may be a whole URL."""
+        """POST ``body`` and decode the JSON answer (embeddings; raises :class:`RequestFailed`)."""
         with self._guard(path):
             response = self._client.post(path, json=body)
             if response.status_code >= 400:
@@ -153,8 +153,12 @@ class HttpClient:
             try:
                 return response.json()
             except ValueError as exc:
-                error = ServiceUnavailable(f"{self.url(path)} did not return JSON")
-                raise RequestFailed(error) from exc
+                raise RequestFailed(
+                    ServiceUnavailable(
+                        f"{self.url(path)} did not return JSON",
+                        hint="check that --base-url points at an OpenAI-compatible API",
+                    )
+                ) from exc
 
     @contextmanager
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[httpx2.Response]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import IO
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x9b]")
-"""C0 controls except tab and newline, DEL and the 8-bit CSI: what can move a terminal's cursor."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""C0 controls except tab and newline, DEL and the C1 controls (8-bit CSI, OSC, DCS...): what
+can move a terminal's cursor or reconfigure it."""
 
 
 class PlainWriter:

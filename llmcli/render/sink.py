@@ -47,9 +47,11 @@ def open_answer_sink(
         return PlainWriter(env.stdout, strip_controls=bool(env.stdout_isatty))
     from llmcli.render.console import make_console
     from llmcli.render.markdown import StreamingMarkdown
+    from llmcli.render.sanitize import VisibleSink
 
     markdown = StreamingMarkdown(make_console(env), code_theme=code_theme or DEFAULT_CODE_THEME)
-    return QuietSink(markdown, env)
+    # Rich passes ESC and C1 controls through to the terminal: make them visible first.
+    return QuietSink(VisibleSink(markdown), env)
 
 
 class QuietSink:

@@ -18,6 +18,7 @@ from llmcli.context import Environment
 from llmcli.engine.base import Engine, GenerationStats, Sampling
 from llmcli.errors import ExitStatus, LlmcliError, Terminated, UsageError
 from llmcli.paths import transcripts_dir, user_path
+from llmcli.render.sanitize import visible
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink, wants_markdown
 from llmcli.repl.commands import (
@@ -62,6 +63,8 @@ class ChatOutput:
         return open_answer_sink(self.env, plain=self.plain, code_theme=self.code_theme)
 
     def say(self, text: str) -> None:
+        if self.env.stdout_isatty:
+            text = visible(text)
         self.env.stdout.write(text + "\n")
         self.env.stdout.flush()
 
@@ -69,14 +72,14 @@ class ChatOutput:
         from llmcli.render.console import make_console
 
         make_console(self.env, stderr=True, soft_wrap=True).print(
-            text, style="dim", markup=False, highlight=False
+            visible(text), style="dim", markup=False, highlight=False
         )
 
     def error(self, exc: LlmcliError) -> None:
         from llmcli.render.console import make_console
 
         console = make_console(self.env, stderr=True, soft_wrap=True)
-        console.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        console.print(f"error: {visible(str(exc))}", style="red", markup=False, highlight=False)
 
 
 @dataclass

@@ -1,0 +1,164 @@
+"""``llmcli embed``: pooled embedding vectors, and how similar the inputs are.
+
+Each TEXT argument (or, without arguments, each non-empty stdin line) is one input.
+``--json`` prints the vectors; otherwise the cosine-similarity matrix between the
+inputs. Local models pool llama.cpp's hidden states (``--pooling``); a server
+(``--base-url``) answers ``/v1/embeddings`` with its own pooling.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmcli.cli import options as opt
+from llmcli.cli.ask import notify
+from llmcli.cli.base import app
+from llmcli.cli.inspect import INSPECT, _print, _settings, _write_json
+from llmcli.cli.loading import ModelFlags, load_engine
+from llmcli.context import Environment
+from llmcli.errors import UsageError
+from llmcli.session.inputs import read_stdin
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from llmcli.engine.base import Engine
+
+MAX_TEXTS = 1024
+
+
+@app.command(rich_help_panel=INSPECT)
+def embed(
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(help="Texts to embed, one per argument; else one per stdin line."),
+    ] = None,
+    model: opt.ModelOpt = None,
+    pooling: Annotated[
+        str,
+        typer.Option(
+            "--pooling",
+            metavar="mean|last|cls",
+            help="How token states become one vector (local models): mean of all tokens, "
+            "the last token, or the first (cls).",
+        ),
+    ] = "mean",
+    normalize: Annotated[
+        bool,
+        typer.Option("--normalize/--no-normalize", help="Scale each vector to length 1."),
+    ] = True,
+    ctx: opt.CtxOpt = None,
+    gpu_layers: opt.GpuLayersOpt = None,
+    threads: opt.ThreadsOpt = None,
+    engine_name: opt.EngineOpt = None,
+    base_url: opt.BaseUrlOpt = None,
+    json_output: opt.JsonOpt = False,
+    verbose: opt.VerboseOpt = False,
+) -> None:
+    """Embed texts as vectors; show their cosine similarities (or the vectors with --json).
+
+    Examples:
+
+      llmcli embed "I like cats" "I love cats" "The stock market fell"
+
+      printf 'first line\\nsecond line\\n' | llmcli embed --json --pooling last
+    """
+    from llmcli.engine.embed import POOLINGS
+
+    env = Environment()
+    pooling = pooling.lower()
+    if pooling not in POOLINGS:
+        raise UsageError(f"unknown pooling {pooling!r}", hint="use mean, last or cls")
+    inputs = _inputs(env, texts)
+    settings = _settings(env, model)
+    flags = ModelFlags(model, ctx, gpu_layers, threads, verbose=verbose)
+    flags.engine, flags.base_url = engine_name, base_url
+    engine, _ = load_engine(flags, settings, env)
+    try:
+        for notice in engine.notices:
+            notify(env, f"note: {notice}")
+        vectors, token_counts, used = _embed(engine, inputs, pooling)
+    finally:
+        engine.close()
+    if normalize:
+        from llmcli.engine.embed import l2_normalize
+
+        vectors = [l2_normalize(v) for v in vectors]
+    if json_output:
+        _write_json(env, _json(engine, inputs, vectors, token_counts, used, normalize))
+        return
+    _show_matrix(env, inputs, vectors, used)
+
+
+def _inputs(env: Environment, texts: list[str] | None) -> list[str]:
+    if texts:
+        inputs = list(texts)
+    elif not env.stdin_isatty:
+        inputs = [line for line in read_stdin(sys.stdin.buffer).splitlines() if line.strip()]
+    else:
+        inputs = []
+    if not inputs:
+        raise UsageError("nothing to embed", hint="give TEXT arguments or pipe lines on stdin")
+    if len(inputs) > MAX_TEXTS:
+        raise UsageError(f"{len(inputs)} texts: at most {MAX_TEXTS}", hint="split the input")
+    if any(not text.strip() for text in inputs):
+        raise UsageError("an empty text cannot be embedded", hint="drop the empty argument")
+    return inputs
+
+
+def _embed(
+    engine: Engine, inputs: list[str], pooling: str
+) -> tuple[list[np.ndarray], list[int | None], str]:
+    """Vectors, token counts (None from a server) and the pooling actually used."""
+    from llmcli.engine.embed import local_embeddings
+    from llmcli.engine.llama import LlamaEngine
+
+    if not isinstance(engine, LlamaEngine):
+        remote: Any = engine
+        return remote.embed(inputs), [None] * len(inputs), "server"
+    prompts = [engine.tokenize(text, add_bos=True) for text in inputs]
+    longest = max(len(p) for p in prompts)
+    if longest > engine.n_ctx:
+        raise UsageError(
+            f"a text is {longest} tokens but the context holds {engine.n_ctx}",
+            hint="shorten it or raise --ctx",
+        )
+    counts: list[int | None] = [len(p) for p in prompts]
+    return local_embeddings(engine, prompts, pooling=pooling), counts, pooling
+
+
+def _json(
+    engine: Engine,
+    inputs: list[str],
+    vectors: list[np.ndarray],
+    counts: list[int | None],
+    pooling: str,
+    normalized: bool,
+) -> dict[str, Any]:
+    return {
+        "model": engine.model_name,
+        "pooling": pooling,
+        "normalized": normalized,
+        "dimensions": int(vectors[0].shape[0]) if vectors else 0,
+        "embeddings": [
+            {"index": i, "text": text, "tokens": counts[i], "embedding": vectors[i].tolist()}
+            for i, text in enumerate(inputs)
+        ],
+    }
+
+
+def _show_matrix(
+    env: Environment, inputs: list[str], vectors: list[np.ndarray], pooling: str
+) -> None:
+    from llmcli.engine.embed import cosine_matrix
+    from llmcli.render.embed import similarity_view
+
+    matrix = cosine_matrix(vectors).tolist()
+    dims = int(vectors[0].shape[0])
+    caption = (
+        f"{len(inputs)} text(s) · {dims} dimensions · pooling: {pooling} · --json for the vectors"
+    )
+    _print(env, similarity_view(inputs, matrix, caption=caption))
