@@ -5,7 +5,7 @@
 # The subcommands of a command path ('' is the top level).
 _llmcli_subcommands() {
     case "$1" in
-        "") echo "ask bench chat completion config detokenize doctor embed history lens models next pull tokenize" ;;
+        "") echo "ask bench chat completion config detokenize doctor embed history lens models next ps pull serve stop tokenize" ;;
         "completion") echo "install" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
@@ -17,9 +17,9 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
         "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;
@@ -43,9 +43,12 @@ _llmcli_options() {
         "models rm") echo "-y --yes -h --help" ;;
         "models show") echo "--anatomy --template --json -h --help" ;;
         "models verify") echo "-h --help" ;;
-        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
+        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive --verbose -h --help" ;;
+        "ps") echo "--json -h --help" ;;
         "pull") echo "-l --list --wait -h --help" ;;
-        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --verbose -h --help" ;;
+        "serve") echo "--keep-alive --max-ram --state-cache -h --help" ;;
+        "stop") echo "-h --help" ;;
+        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive --verbose -h --help" ;;
     esac
 }
 
@@ -71,6 +74,7 @@ _llmcli_option_value() {
         "ask|--lora") echo "model" ;;
         "ask|--engine") echo "choice local openai" ;;
         "ask|--base-url") echo "text" ;;
+        "ask|--keep-alive") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
         "bench|-m"|"bench|--model") echo "model" ;;
@@ -100,6 +104,7 @@ _llmcli_option_value() {
         "chat|--lora") echo "model" ;;
         "chat|--engine") echo "choice local openai" ;;
         "chat|--base-url") echo "text" ;;
+        "chat|--keep-alive") echo "text" ;;
         "config show|-m"|"config show|--model") echo "model" ;;
         "detokenize|-m"|"detokenize|--model") echo "model" ;;
         "embed|-m"|"embed|--model") echo "model" ;;
@@ -129,8 +134,13 @@ _llmcli_option_value() {
         "next|--threads") echo "text" ;;
         "next|--chat-template") echo "file" ;;
         "next|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "next|--keep-alive") echo "text" ;;
         "pull|--wait") echo "text" ;;
+        "serve|--keep-alive") echo "text" ;;
+        "serve|--max-ram") echo "text" ;;
+        "serve|--state-cache") echo "text" ;;
         "tokenize|-m"|"tokenize|--model") echo "model" ;;
+        "tokenize|--keep-alive") echo "text" ;;
     esac
 }
 
@@ -139,9 +149,9 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
         "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;
@@ -155,6 +165,7 @@ _llmcli_argument() {
         "models verify|0") echo "model" ;;
         "next|"*) echo "text" ;;
         "pull|0") echo "model" ;;
+        "stop|0") echo "model" ;;
         "tokenize|"*) echo "text" ;;
     esac
 }

@@ -52,6 +52,8 @@ REMOTES_TABLE = "remotes"
 
 DEFAULT = "default"
 FILE = "file"
+DEFAULT_KEEP_ALIVE = "5m"
+"""ollama's default: see README, "Warm models" for why llmcli keeps it."""
 FIX_HINT = "edit it with 'llmcli config edit', or move it away"
 
 
@@ -69,6 +71,8 @@ class Settings:
     threads: int | None = None
     system: str | None = None
     theme: str | None = None
+    keep_alive: str = DEFAULT_KEEP_ALIVE
+    """How long the engine server keeps models loaded after the last call ("0": no server)."""
     knobs: dict[str, Any] = field(default_factory=_knob_defaults)
     """The sampling knobs the config file may set (``settings.temperature`` reads them)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -150,6 +154,8 @@ KEYS: dict[str, Key] = {
             unset="none"),
         Key("theme", "theme", "colour theme of code blocks (a Pygments style)",
             per_model=False, example="monokai", unset="monokai"),
+        Key("keep_alive", "duration", "keep models loaded in the engine server this long "
+            "after the last call (5m, 30s, 1h; 0 = off, run in-process)", per_model=False),
     )
 }  # fmt: skip
 
@@ -157,6 +163,7 @@ _TYPE_NAMES = {
     "str": "a string",
     "int": "a whole number",
     "float": "a number",
+    "duration": "a duration (30s, 5m, 1h, 0)",
     "gpu_layers": "a number of layers, 'all' or 'auto'",
     "theme": "a Pygments style name",
 }
@@ -184,6 +191,8 @@ def check_value(key: Key, value: Any) -> Any:
     """The value normalized to the key's type; ``ValueError`` says what was expected."""
     if key.kind == "gpu_layers":
         return _gpu_layers(value)
+    if key.kind == "duration":
+        return _duration(key.name, value)
     if key.kind in ("str", "theme"):
         if not isinstance(value, str):
             raise ValueError(f"{key.name} must be {_TYPE_NAMES[key.kind]}, not {_kind_of(value)}")
@@ -229,6 +238,39 @@ def _gpu_layers(value: Any) -> str:
         if lowered in ("all", "auto") or (lowered.isascii() and lowered.isdigit()):
             return lowered
     raise ValueError(f"gpu_layers must be a number of layers, 'all' or 'auto', not {value!r}")
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``5m``, ``30s``, ``1h30m``, ``250ms`` or a bare number of seconds."""
+    spec = text.strip().lower().replace(" ", "")
+    if spec in ("-1", "forever", "inf"):
+        return math.inf
+    total, pos = 0.0, 0
+    while pos < len(spec):
+        match = _DURATION_RE.match(spec, pos)
+        if match is None:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h, or 0)")
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    if not spec:
+        raise ValueError("empty duration (use e.g. 30s, 5m, 1h, or 0)")
+    return total
+
+
+def _duration(name: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value:g}s" if value >= 0 else "-1"
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a duration such as 5m, not {_kind_of(value)}")
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return value.strip()
 
 
 def _theme(name: str) -> str:

@@ -102,6 +102,7 @@ def ask(
     lora: opt.LoraOpt = None,
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
+    keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
     logprobs: Annotated[
         int,
@@ -145,7 +146,7 @@ def ask(
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
-    flags.engine, flags.base_url = engine_name, base_url
+    flags.engine, flags.base_url, flags.keep_alive = engine_name, base_url, keep_alive
     knobs.stop, knobs.logprobs = tuple(stop or ()), logprobs
     sampling = build_sampling(knobs, settings)
     text = _read_prompt(env, prompt or [], encoding_errors)

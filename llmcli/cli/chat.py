@@ -78,6 +78,7 @@ def chat(
     lora: opt.LoraOpt = None,
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
+    keep_alive: opt.KeepAliveOpt = None,
     plain: opt.PlainOpt = False,
     quiet: Annotated[
         bool,
@@ -127,6 +128,7 @@ def chat(
         loras=parse_loras(lora),
         engine=engine_name,
         base_url=base_url,
+        keep_alive=keep_alive,
     )
     knobs.stop = tuple(stop or ())
     sampling = build_sampling(knobs, settings)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 INSPECT = "Inspect"
 TOKENIZER_CTX = 256
 """``tokenize``/``detokenize`` never evaluate anything: the smallest context will do."""
+IN_PROCESS = "0"
+"""``keep_alive`` for commands that need the model's native handles in this process."""
 LOCAL = "local"
 """Inspection needs token ids and whole distributions: always the local engine."""
 CONTEXT_TAIL_TOKENS = 8
@@ -156,6 +158,7 @@ def tokenize(
         typer.Option("--bos/--no-bos", help="Let the tokenizer add BOS/EOS if the model wants."),
     ] = True,
     json_output: opt.JsonOpt = False,
+    keep_alive: opt.KeepAliveOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     """Split text into the model's tokens: position, id and text piece of each.
@@ -176,7 +179,9 @@ def tokenize(
         source = read_stdin(sys.stdin.buffer)
     else:
         raise UsageError("nothing to tokenize", hint="give TEXT or pipe it on stdin")
-    engine = _load(env, ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL))
+    flags = ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL)
+    flags.keep_alive = keep_alive
+    engine = _load(env, flags)
     result = tokenize_text(engine, source, add_bos=bos, special=special)
     if ids_only:
         env.stdout.write(" ".join(map(str, result.ids)) + "\n")
@@ -366,6 +371,7 @@ def next_token(
     chat_template: opt.ChatTemplateOpt = None,
     chat_format: opt.ChatFormatOpt = None,
     json_output: opt.JsonOpt = False,
+    keep_alive: opt.KeepAliveOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     """Show the model's distribution over the next token.
@@ -396,6 +402,7 @@ def next_token(
         verbose,
         parse_loras(lora),
         engine=LOCAL,
+        keep_alive=keep_alive,
     )
     engine = _load(env, flags, settings, notices=True)
     system_prompt = system if system is not None else settings.system

@@ -19,6 +19,7 @@ from llmcli.cli.ask import build_messages
 from llmcli.cli.base import app
 from llmcli.cli.inspect import (
     CONTEXT_TAIL_TOKENS,
+    IN_PROCESS,
     INSPECT,
     LOCAL,
     MAX_TOP,
@@ -89,6 +90,7 @@ def lens(
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, engine=LOCAL
     )
+    flags.keep_alive = IN_PROCESS  # side contexts need the model's native handles
     engine = _load_llama(env, flags, settings)
     system_prompt = system if system is not None else settings.system
     ids = (

@@ -16,6 +16,7 @@ from llmcli.service import engines
 from llmcli.service.engines import (
     ModelFlags,
     chat_template_source,
+    keep_alive_seconds,
     load_options,
     parse_lora,
     parse_loras,
@@ -31,6 +32,7 @@ __all__ = [
     "SamplingFlags",
     "build_sampling",
     "chat_template_source",
+    "keep_alive_seconds",
     "load_engine",
     "load_options",
     "load_token_level",

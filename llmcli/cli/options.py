@@ -177,3 +177,15 @@ EncodingErrorsOpt = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+KeepAliveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--keep-alive",
+        metavar="DURATION",
+        help="Keep the model loaded in llmcli's engine server this long after the call, so "
+        "the next one starts at once (5m, 30s, 1h; 0 = load it in this process, no server) "
+        "[env: LLMCLI_KEEP_ALIVE; default: 5m].",
+        rich_help_panel=MODEL,
+        show_default=False,
+    ),
+]

@@ -522,6 +522,44 @@ class LlamaEngine:
             result: np.ndarray = self._decoder.call(forward)
             return result
 
+    # -- KV state across processes (used by the engine server) -------------------
+
+    def save_sequence(self) -> tuple[list[int], bytes]:
+        """The token ids the KV cache holds and the cache's cells for them.
+
+        ``llama_state_seq_get_data`` copies one sequence's keys and values (no logits:
+        a restored prompt always evaluates at least its last tokens again).
+        """
+        with self._busy:
+            n = int(self._llama.n_tokens)
+            tokens = [int(t) for t in self._llama.input_ids[:n]]
+            size = int(self._lib.llama_state_seq_get_size(self._ctx, 0))
+            buf = (ctypes.c_uint8 * size)()
+            written = int(self._lib.llama_state_seq_get_data(self._ctx, buf, size, 0))
+            return tokens, ctypes.string_at(buf, min(written, size))
+
+    def load_sequence(self, tokens: Sequence[int], data: bytes) -> bool:
+        """Put a saved sequence back into the KV cache; False (cache emptied) if refused."""
+        with self._busy:
+            llama = self._llama
+            if not 0 < len(tokens) < self.n_ctx:
+                return False
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            llama.n_tokens = 0
+            buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            read = int(self._lib.llama_state_seq_set_data(self._ctx, buf, len(data), 0))
+            if read != len(data):
+                llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+                return False
+            llama.input_ids[: len(tokens)] = tokens
+            llama.n_tokens = len(tokens)
+            llama._requires_eval = True  # the logits were not restored
+            return True
+
+    def cached_tokens(self, prompt: Sequence[int]) -> int:
+        """How many of ``prompt``'s tokens the KV cache already holds."""
+        return self._cached_prefix(list(prompt))
+
     def close(self) -> None:
         if self._llama is None:  # closed already: its context is freed
             return

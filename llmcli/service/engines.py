@@ -41,6 +41,8 @@ class ModelFlags:
     engine: str | None = None
     """``local`` or ``openai`` (an OpenAI-compatible server); see llmcli.service.remotes."""
     base_url: str | None = None
+    keep_alive: str | None = None
+    """``--keep-alive``: how long the engine server keeps the model (``0``: in-process)."""
 
 
 def chat_template_source(flags: ModelFlags) -> str | None:
@@ -177,8 +179,24 @@ def load_engine(
         loras = resolve_loras(list(options.loras), env)
         check_adapters((spec.path for spec in loras), header)
         options = replace(options, loras=tuple(loras))
+    keep_alive = keep_alive_seconds(flags, settings)
+    if keep_alive > 0 and not flags.verbose:  # --verbose: llama.cpp's log, in this process
+        from llmcli.service.warm import open_warm
+
+        return open_warm(model.path, options, header.context_length, keep_alive, env), model
     engine = load_local(model.path, options, trained_ctx=header.context_length)
     return engine, model
+
+
+def keep_alive_seconds(flags: ModelFlags, settings: Settings) -> float:
+    """``--keep-alive`` over ``LLMCLI_KEEP_ALIVE`` over the config file; seconds (0: off)."""
+    from llmcli.config import parse_duration
+
+    text = flags.keep_alive if flags.keep_alive is not None else settings.keep_alive
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--keep-alive: {exc}", hint="e.g. --keep-alive 5m, or 0") from None
 
 
 def load_token_level(

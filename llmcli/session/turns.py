@@ -83,7 +83,7 @@ class ChatSession:
         answer = self.conversation.add("assistant", text, interrupted=interrupted)
         ids = [piece.token_id for piece in pieces if piece.token_id >= 0]
         tokens = self.engine.token_level()
-        if tokens is not None:
+        if tokens is not None and stats.finish_reason != "error":  # a server that died is gone
             self.log.remember_answer(tokens, (turn.prompt.text, turn.prompt.ids), text, ids)
         self._used = turn.prompt.n_tokens + stats.generated_tokens
         self._save(answer, stats=stats.to_dict())
