@@ -33,7 +33,7 @@ _llmcli_options() {
         "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json --verbose -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
-        "history rm") echo "--json -h --help" ;;
+        "history rm") echo "-y --yes --json -h --help" ;;
         "history show") echo "--json -h --help" ;;
         "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
         "models") echo "-h --help" ;;

@@ -50,9 +50,11 @@ def tiny_repo(hub: FakeHub, blobs: dict[str, bytes]) -> FakeHub:
 
 
 def models_json() -> list[dict[str, object]]:
+    """The pulled models in ``models list --json`` (it lists the bundled model too)."""
     result = run_llmcli("models", "list", "--json")
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return,unused-ignore]
+    entries = json.loads(result.stdout)
+    return [entry for entry in entries if entry["source"] == "pulled"]
 
 
 def store_root(home: Path) -> Path:
