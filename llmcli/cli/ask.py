@@ -6,8 +6,9 @@ result; streaming, cancelling and saving live in the service layer.
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,11 +16,24 @@ from llmcli.cli import options as opt
 from llmcli.cli.base import app
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.structured_flags import (
+    GrammarOpt,
+    JsonObjectOpt,
+    OutputFlags,
+    OutputFormat,
+    PromptNameOpt,
+    SchemaOpt,
+    load_saved,
+    resolve_output,
+    saved_text,
+    structured_answer,
+    with_saved_sampling,
+)
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Engine, Sampling
 from llmcli.errors import UsageError
-from llmcli.render.json_out import write_json
+from llmcli.render.json_out import dumps, write_json
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
 from llmcli.service.ask import (
@@ -33,6 +47,9 @@ from llmcli.service.ask import (
 from llmcli.service.continued import ContinuedAsk
 from llmcli.service.turn import TurnResult
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
+
+if TYPE_CHECKING:
+    from llmcli.store.prompts import SavedPrompt
 
 __all__ = ["ask", "build_messages", "notify", "open_sink"]
 
@@ -80,6 +97,7 @@ def ask(
     ] = None,
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
+    prompt_name: PromptNameOpt = None,
     knobs: KnobFlags = KNOB_OPTIONS,
     stop: opt.StopOpt = None,
     raw: Annotated[
@@ -104,6 +122,9 @@ def ask(
     base_url: opt.BaseUrlOpt = None,
     keep_alive: opt.KeepAliveOpt = None,
     json_output: opt.JsonOpt = False,
+    schema: SchemaOpt = None,
+    json_object: JsonObjectOpt = False,
+    grammar: GrammarOpt = None,
     logprobs: Annotated[
         int,
         typer.Option(
@@ -137,9 +158,15 @@ def ask(
       git diff | llmcli ask "write a commit message"
 
       printf '1, 2, 3,' | llmcli ask --raw --greedy --max-tokens 4
+
+      llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
     """
     env = Environment()
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
+    saved = load_saved(prompt_name)
+    output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
+    if saved is not None:
+        model, system = model or saved.model, system if system is not None else saved.system
     continued = ContinuedAsk() if continue_conversation else None
     model = model or (continued.model_ref if continued is not None else None)
     settings = _settings(env, model)
@@ -148,17 +175,19 @@ def ask(
     )
     flags.engine, flags.base_url, flags.keep_alive = engine_name, base_url, keep_alive
     knobs.stop, knobs.logprobs = tuple(stop or ()), logprobs
-    sampling = build_sampling(knobs, settings)
-    text = _read_prompt(env, prompt or [], encoding_errors)
+    sampling = build_sampling(with_saved_sampling(knobs, saved), settings)
+    output.apply(sampling)
+    text = _read_prompt(env, prompt or [], encoding_errors, saved)
     engine, resolved = load_engine(flags, settings, env)
     show_notices(env, engine)
     request = AskRequest(
         text, system, settings.system, raw, continued, resolved.name, flags.model or settings.model
     )
     ids = ask_prompt(engine, request, sampling, lambda message: notify(env, message))
-    sink = _sink(env, sampling, show_probs, json_output, plain, settings.theme)
+    quiet = json_output or output.constrained  # collected, validated, printed at the end
+    sink = _sink(env, sampling, show_probs, quiet, plain, settings.theme)
     result = run_ask(engine, request, ids, sampling, sink)
-    _report(env, result, stats, json_output, resolved.name, logprobs)
+    _report(env, result, output, (stats, json_output, logprobs), resolved.name)
     raise_for(result)
 
 
@@ -176,9 +205,14 @@ def _settings(env: Environment, model: str | None) -> Settings:
     return settings_for_model(settings, model or settings.model)
 
 
-def _read_prompt(env: Environment, words: list[str], encoding_errors: str) -> str:
+def _read_prompt(
+    env: Environment, words: list[str], encoding_errors: str, saved: SavedPrompt | None
+) -> str:
+    """Piped stdin, then the words (filled into a saved prompt's text with ``-p NAME``)."""
     errors: EncodingErrors = "replace" if encoding_errors == "replace" else "strict"
     stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=errors)
+    if saved is not None:
+        return saved_text(saved, stdin_text, words)
     return combine_prompt(stdin_text, words)
 
 
@@ -209,14 +243,43 @@ def show_notices(env: Environment, engine: Engine) -> None:
 def _report(
     env: Environment,
     result: TurnResult,
-    stats: bool,
-    json_output: bool,
+    output: OutputFormat,
+    shown: tuple[bool, bool, int],
     model_name: str,
-    logprobs: int,
 ) -> None:
+    """The stats line, and the answer's JSON (``--json``), or the validated structured
+    answer alone (``--schema``/``--json-object``/``--grammar``) when it completed."""
+    stats, json_output, logprobs = shown
+    if output.constrained and not result.interrupted and result.stats.finish_reason != "error":
+        _report_structured(env, output, result, stats, json_output, model_name)
+        return
     if json_output:
         write_json(env.stdout, answer_json(model_name, result, logprobs))
     if stats:
         from llmcli.render.stats import format_stats
 
         notify(env, format_stats(result.stats))
+
+
+def _report_structured(
+    env: Environment,
+    output: OutputFormat,
+    result: TurnResult,
+    stats: bool,
+    json_output: bool,
+    model_name: str,
+) -> None:
+    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    try:
+        line = structured_answer(output, result.text, result.stats)
+    finally:
+        if stats:
+            from llmcli.render.stats import format_stats
+
+            notify(env, format_stats(result.stats))
+    if json_output:
+        data = answer_json(model_name, result, 0)
+        data["value"] = json.loads(line) if output.schema is not None else None
+        line = dumps(data)
+    env.stdout.write(line + "\n")
+    env.stdout.flush()

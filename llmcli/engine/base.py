@@ -86,7 +86,11 @@ class Sampling:
     logprobs: int = 0
     """Number of alternatives to report per token (0: none, and no extra cost)."""
     grammar: str | None = None
+    """GBNF text the answer must match (llama.cpp's grammar sampler); wins over ``json_schema``."""
     json_schema: dict[str, Any] | None = None
+    """A JSON Schema the answer must match: a local engine samples with its grammar, a
+    server receives it as ``response_format``. Carried here, with the other settings, so
+    that whatever runs the engine (a served one too) applies it."""
 
     def knob_values(self, target: Literal["llama", "remote"]) -> dict[str, Any]:
         """``{argument: value}`` for every knob the target knows, under the target's name.

@@ -20,6 +20,7 @@ import codecs
 import contextlib
 import ctypes
 import gc
+import json
 import logging
 import queue
 import random
@@ -45,6 +46,7 @@ from llmcli.engine.base import (
     encode,
     round_ctx,
 )
+from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
 from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
@@ -199,6 +201,7 @@ class LlamaEngine:
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = threading.Lock()
         self._decoder = _DecodeThread()
+        self._grammars: dict[str, str] = {}
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
         try:
@@ -354,14 +357,38 @@ class LlamaEngine:
                 f"prompt is {len(ids)} tokens but the context holds {self.n_ctx}",
                 hint="shorten the input or raise --ctx",
             )
+        grammar = self.grammar_for(sampling)
         stats = GenerationStats(prompt_tokens=len(ids))
         cancel = threading.Event()
-        return Generation(self._stream(ids, sampling, stats, cancel), stats, on_cancel=cancel.set)
+        pieces = self._stream(ids, sampling, grammar, stats, cancel)
+        return Generation(pieces, stats, on_cancel=cancel.set)
+
+    def grammar_for(self, sampling: Sampling) -> str | None:
+        """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
+
+        A grammar llama.cpp cannot compile is a usage error here, before generation
+        (handed to the sampler it would crash the process at the first token).
+        """
+        if sampling.grammar is not None:
+            key, make = sampling.grammar, lambda: sampling.grammar or ""
+        elif sampling.json_schema is not None:
+            schema = sampling.json_schema
+            key = json.dumps(schema, sort_keys=True)
+            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+        else:
+            return None
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = make()
+            check_grammar(self._lib, self._vocab, grammar)
+            self._grammars[key] = grammar
+        return grammar
 
     def _stream(
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
@@ -370,7 +397,7 @@ class LlamaEngine:
 
         def work() -> None:
             try:
-                self._produce(prompt, sampling, stats, cancel, out.put)
+                self._produce(prompt, sampling, grammar, stats, cancel, out.put)
             except BaseException as exc:  # handed to the caller's thread
                 out.put(_Failure(exc))
             finally:
@@ -408,6 +435,7 @@ class LlamaEngine:
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
         emit: Callable[[TokenPiece], None],
@@ -423,6 +451,8 @@ class LlamaEngine:
         started = time.perf_counter()
         stats.finish_reason = "length"
         tokens = llama.generate(prompt, reset=True, **sampling.knob_values("llama"))
+        if grammar:
+            self._sample_with(grammar)
         self._watch_for_abort(True)
         try:
             for token in tokens:
@@ -451,11 +481,28 @@ class LlamaEngine:
             self._watch_for_abort(False)
             with contextlib.suppress(Exception):
                 tokens.close()
+            llama.__dict__.pop("_init_sampler", None)
             stats.total_s = time.perf_counter() - started
         if not stops.stopped:
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             if tail:
                 emit(TokenPiece(text=tail, token_id=-1))
+
+    def _sample_with(self, grammar: str) -> None:
+        """Make the next ``Llama.generate()`` sample through a :class:`CheckedGrammarSampler`.
+
+        ``generate()`` builds its sampler chain with ``_init_sampler`` when it starts; an
+        instance attribute stands in for that method until the generation ends.
+        """
+        llama = self._llama
+        plain_chain = type(llama)._init_sampler
+
+        def init_sampler(**kwargs: Any) -> CheckedGrammarSampler:
+            kwargs.pop("grammar", None)
+            chain = plain_chain(llama, **kwargs)
+            return CheckedGrammarSampler(self._lib, chain, self._vocab, grammar, self.n_vocab)
+
+        llama._init_sampler = init_sampler
 
     def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
         """Make a fully cached prompt re-evaluate its last two tokens, not one.

@@ -59,6 +59,28 @@ _CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length", "n_ctx
 _FINISH: dict[str, FinishReason] = {"length": "length"}
 
 
+def output_format_fields(sampling: Sampling) -> dict[str, Any]:
+    """Request fields that constrain the answer's shape (OpenAI's ``response_format``).
+
+    ``{"type": "object"}`` alone (``--json-object``) is OpenAI's ``json_object``; any
+    other schema is a strict ``json_schema``. A raw GBNF grammar has no OpenAI form: it
+    goes in llama.cpp's own ``grammar`` field (llama-server, llama-cpp-python's server).
+    """
+    if sampling.grammar is not None:
+        return {"grammar": sampling.grammar}
+    schema = sampling.json_schema
+    if schema is None:
+        return {}
+    if schema == {"type": "object"}:
+        return {"response_format": {"type": "json_object"}}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        }
+    }
+
+
 def remote_only(what: str) -> UsageError:
     return UsageError(
         f"{what} is not available with a remote engine",
@@ -212,10 +234,7 @@ class OpenAIEngine:
             body["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             body["seed"] = sampling.seed
-        if sampling.json_schema is not None:
-            body["response_format"] = {"type": "json_object", "schema": sampling.json_schema}
-        if sampling.grammar is not None:
-            body["grammar"] = sampling.grammar  # llama-server and llama_cpp.server read it
+        body.update(output_format_fields(sampling))
         return body
 
     def _stream(

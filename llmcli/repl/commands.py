@@ -28,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("clear", "", "start a new conversation (the old one stays in history)"),
     Command("system", "[TEXT]", "set the system prompt (no TEXT: show it; '-': remove it)"),
     Command("set", "[PARAM [VALUE]]", "change a sampling setting (no value: show it)"),
+    Command("schema", "[SCHEMA|off]", "answer in JSON matching SCHEMA (JSON, a file, 'a, b int')"),
     Command("model", "REF", "switch to another model, keeping the conversation"),
     Command("retry", "", "generate the last answer again"),
     Command("undo", "", "drop the last exchange (your message and its answer)"),

@@ -9,13 +9,14 @@ answer (marked interrupted) and comes back to the prompt.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, GenerationStats, Sampling
+from llmcli.engine.base import Engine, GenerationStats, Sampling, TokenPiece
 from llmcli.errors import ExitStatus, LlmcliError, Terminated, UsageError
 from llmcli.paths import transcripts_dir, user_path
 from llmcli.render.sanitize import visible
@@ -186,6 +187,8 @@ class ChatRepl:
         self.totals.add(result.stats)
         if result.interrupted:
             self.output.notice("interrupted: the partial answer is kept")
+        else:
+            self._check_structured(result.pieces, result.stats)
         if not self.output.quiet:
             from llmcli.render.stats import format_stats
 
@@ -226,6 +229,38 @@ class ChatRepl:
             self.output.say("\n".join(settings_lines(self.sampling)))
             return
         self.output.notice(apply_setting(self.sampling, arg))
+
+    def _cmd_schema(self, arg: str) -> None:
+        """``/schema SCHEMA`` constrains the following answers; ``off`` (or ``-``) ends it."""
+        from llmcli.structured import parse_schema_arg
+
+        if not arg:
+            schema = self.sampling.json_schema
+            self.output.say(json.dumps(schema, ensure_ascii=False) if schema else "(no schema)")
+            return
+        if arg.lower() in ("off", "-", "none"):
+            self.sampling.json_schema = None
+            self.output.notice("schema removed: answers are free text again")
+            return
+        candidate = replace(self.sampling, json_schema=parse_schema_arg(arg), grammar=None)
+        check = getattr(self.session.engine, "grammar_for", None)
+        if check is not None:
+            check(candidate)  # a schema llama.cpp cannot compile is refused now, not per turn
+        self.sampling.json_schema, self.sampling.grammar = candidate.json_schema, None
+        self.output.notice("answers must now match the schema (/schema off to stop)")
+
+    def _check_structured(self, pieces: list[TokenPiece], stats: GenerationStats) -> None:
+        """Say so when a constrained answer was cut off or does not validate."""
+        schema = self.sampling.json_schema
+        if schema is None or stats.finish_reason not in ("stop", "length"):
+            return
+        from llmcli.structured import checked_answer
+
+        text = "".join(p.text for p in pieces)
+        try:
+            checked_answer(schema, text, stats.finish_reason, stats.generated_tokens)
+        except LlmcliError as exc:
+            self.output.error(exc)
 
     def _cmd_model(self, arg: str) -> None:
         if not arg:
