@@ -15,7 +15,9 @@ import typer
 
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
-from llmcli.errors import DataError, UsageError
+from llmcli.errors import DataError, ModelNotFound, UsageError
+
+SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
 if TYPE_CHECKING:
     from llmcli.store.gguf import GGUFFile
@@ -74,9 +76,14 @@ def show(
         )
     env = Environment()
     from llmcli.store.gguf import read_gguf
-    from llmcli.store.resolve import resolve_model
+    from llmcli.store.resolve import NO_MODEL_HINT, resolve_model
 
-    resolved = resolve_model(ref, env.environ)
+    try:
+        resolved = resolve_model(ref, env.environ)
+    except ModelNotFound as exc:
+        if exc.hint == NO_MODEL_HINT:  # that hint speaks of -m, which 'models show' lacks
+            exc.hint = SHOW_HINT
+        raise
     gguf = read_gguf(resolved.path)
     if template and not json_output:
         _print_template(env, gguf)

@@ -464,8 +464,8 @@ def _parse(reader: _HeaderReader) -> GGUFFile:
     magic = reader.take(4)
     if magic != MAGIC:
         raise GGUFError(
-            f"{path} is not a GGUF file (magic {magic!r})",
-            hint="pass a .gguf model file (llama.cpp format)",
+            f"{path} is not a GGUF file ({_what_it_starts_with(magic)})",
+            hint="pass a .gguf model file, the format llama.cpp reads",
             path=path,
         )
     version = _read_version(reader)
@@ -488,6 +488,19 @@ def _parse(reader: _HeaderReader) -> GGUFFile:
         alignment=alignment,
         byte_order="little" if reader.order == "<" else "big",
     )
+
+
+def _what_it_starts_with(magic: bytes) -> str:
+    """Words for a file's first bytes (never a Python ``b'...'`` literal)."""
+    try:
+        text = magic.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        return "it looks like text, not a model"
+    if magic.startswith(b"PK"):
+        return "it looks like a zip archive"
+    return "it does not start with the GGUF signature"
 
 
 def _read_version(reader: _HeaderReader) -> int:
