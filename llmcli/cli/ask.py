@@ -32,6 +32,7 @@ from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
 from llmcli.session.budget import check_prompt_fits
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
+from llmcli.structured import AnswerInvalid
 
 if TYPE_CHECKING:
     from llmcli.cli.chat import ContinuedAsk
@@ -293,20 +294,32 @@ def _report_structured(
     model_name: str,
     pieces: list[TokenPiece],
 ) -> None:
-    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    """The validated JSON alone on stdout; with --json, inside the usual object.
+
+    An answer that fails (cut off, not JSON, not valid) prints nothing, except with
+    --json: the object then carries the text and the ``error``; either way exit 65.
+    """
+    if stats:
+        from llmcli.render.stats import format_stats
+
+        notify(env, format_stats(generation.stats))
+    failure: AnswerInvalid | None = None
     try:
         line = structured_answer(output, "".join(p.text for p in pieces), generation.stats)
-    finally:
-        if stats:
-            from llmcli.render.stats import format_stats
-
-            notify(env, format_stats(generation.stats))
+    except AnswerInvalid as exc:
+        if not json_output:
+            raise
+        failure, line = exc, ""
     if json_output:
         result = answer_json(model_name, generation, pieces, 0)
-        result["value"] = json.loads(line) if output.schema is not None else None
+        result["value"] = json.loads(line) if line and output.schema is not None else None
+        if failure is not None:
+            result["error"] = failure.message
         line = json.dumps(result, ensure_ascii=False)
     env.stdout.write(line + "\n")
     env.stdout.flush()
+    if failure is not None:
+        raise failure
 
 
 def _continued() -> ContinuedAsk:
