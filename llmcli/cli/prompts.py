@@ -114,7 +114,7 @@ def save(
     if path.exists() and not force:
         raise LlmcliError(f"a prompt named {prompt_name!r} is saved already", hint="pass --force")
     if text is None and not env.stdin_isatty:
-        text = sys.stdin.read()
+        text = sys.stdin.read() or None
     sampling = {
         key: value
         for key, value in {
