@@ -42,7 +42,7 @@ _llmcli_options() {
         "models list") echo "--json --remote -h --help" ;;
         "models path") echo "-h --help" ;;
         "models rm") echo "-y --yes -h --help" ;;
-        "models show") echo "--anatomy --template --json -h --help" ;;
+        "models show") echo "--anatomy --template --json --ctx -h --help" ;;
         "models verify") echo "-h --help" ;;
         "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive --verbose -h --help" ;;
         "prompts") echo "-h --help" ;;
@@ -52,7 +52,7 @@ _llmcli_options() {
         "prompts save") echo "-s --system -m --model --schema -d --description -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --no-greedy -f --force -h --help" ;;
         "prompts show") echo "--json -h --help" ;;
         "ps") echo "--json -h --help" ;;
-        "pull") echo "-l --list --wait -h --help" ;;
+        "pull") echo "-l --list --ctx --wait -h --help" ;;
         "serve") echo "--keep-alive --max-ram --state-cache -h --help" ;;
         "stop") echo "-h --help" ;;
         "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive --verbose -h --help" ;;
@@ -132,6 +132,7 @@ _llmcli_option_value() {
         "lens|--chat-template") echo "file" ;;
         "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
         "models list|--remote") echo "text" ;;
+        "models show|--ctx") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
         "next|-s"|"next|--system") echo "text" ;;
         "next|-k"|"next|--top") echo "text" ;;
@@ -155,6 +156,7 @@ _llmcli_option_value() {
         "prompts save|--seed") echo "text" ;;
         "prompts save|-n"|"prompts save|--max-tokens") echo "text" ;;
         "prompts save|--stop") echo "text" ;;
+        "pull|--ctx") echo "text" ;;
         "pull|--wait") echo "text" ;;
         "serve|--keep-alive") echo "text" ;;
         "serve|--max-ram") echo "text" ;;

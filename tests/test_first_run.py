@@ -93,3 +93,26 @@ def test_history_rm_follows_the_models_rm_rule() -> None:
         child.close()
         assert child.exitstatus == status
         assert (run_cli("history", "show", target).returncode == 0) is kept
+
+
+def test_a_context_above_the_trained_length_gets_one_line_of_llmcli_not_llama_cpp() -> None:
+    result = run_cli("ask", "--ctx", "9000", "--max-tokens", "1", "--greedy", "hi")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines  # llama.cpp's own log stays hidden without --verbose
+    assert "9216" in lines[0] and "8192" in lines[0] and "trained" in lines[0]
+    quiet = run_cli("ask", "--ctx", "2048", "--max-tokens", "1", "--greedy", "hi")
+    assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+def test_models_show_explains_a_text_file_and_names_no_missing_option() -> None:
+    text_file = ROOT / "README.md"
+    result = run_cli("models", "show", str(text_file))
+    assert result.returncode == 65
+    message = result.stderr.decode()
+    assert "not a GGUF file" in message and "looks like text" in message
+    assert "b'" not in message  # no Python bytes literal
+    missing = run_cli("models", "show", "nonexistent.gguf")
+    assert missing.returncode == 1
+    assert "-m" not in missing.stderr.decode()  # 'models show' takes the model as an argument
+    assert "models list" in missing.stderr.decode()

@@ -22,6 +22,7 @@ import ctypes
 import gc
 import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -102,6 +103,13 @@ def _without_extra_buffers(llama_cpp: Any, active: bool) -> Iterator[None]:
             binding.llama_model_default_params = original
 
 
+@contextlib.contextmanager
+def _python_stderr_to_null() -> Iterator[None]:
+    """Send what Python code prints to ``sys.stderr`` nowhere during the block."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        yield
+
+
 class _DecodeThread:
     """The one native thread on which this engine evaluates tokens.
 
@@ -174,6 +182,13 @@ class LlamaEngine:
             options.gpu_layers, bool(llama_cpp.llama_supports_gpu_offload())
         )
         self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
+        if trained_ctx and self.n_ctx > trained_ctx:
+            # llama.cpp only logs "possible training context overflow" (hidden without
+            # --verbose); say it once, in llmcli's words.
+            self.notices.append(
+                f"context {self.n_ctx} > trained context {trained_ctx}: "
+                "text beyond it may be garbled"
+            )
         self._llama: Any = None
         try:
             with deferred_signals():  # Ctrl-C inside llama.cpp's log callback is lost
@@ -209,7 +224,11 @@ class LlamaEngine:
             raise
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
-        with _without_extra_buffers(llama_cpp, has_amx()):
+        # Without --verbose nothing of llama.cpp's log may reach stderr: the binding's
+        # log callback still prints some lines while the context is created (e.g.
+        # "possible training context overflow" for --ctx above the trained length).
+        quiet = contextlib.nullcontext() if options.verbose else _python_stderr_to_null()
+        with _without_extra_buffers(llama_cpp, has_amx()), quiet:
             return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.n_ctx,
