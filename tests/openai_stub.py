@@ -3,7 +3,10 @@
 Each POST to ``/v1/chat/completions`` or ``/v1/completions`` takes the next
 scripted :class:`Reply` (a well-formed stream when the script is empty);
 ``POST /v1/embeddings`` answers :func:`stub_embedding` of each input unless scripted;
-``GET /v1/models`` answers ``models_reply``. Every request is recorded, and a
+``GET /v1/models`` answers ``models_reply``. With ``tokenizer`` set it also
+answers llama-server's ``POST /apply-template`` and ``POST /tokenize`` (one token
+per whitespace-separated word, a fixed overhead per message); without it those
+routes are 404, as on vLLM. Every request is recorded, and a
 reply that waits for the client to go away sets ``disconnected`` when it does,
 so tests can check that llmcli really closed the stream.
 """
@@ -53,6 +56,7 @@ class OpenAIStub:
     """POSTs being answered now; ``max_in_flight`` is the most there ever were at once."""
     max_in_flight: int = 0
     flight: threading.Condition = field(default_factory=threading.Condition)
+    tokenizer: bool = False
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -64,7 +68,7 @@ class OpenAIStub:
         self.replies.extend(replies)
 
     def completions(self) -> list[Recorded]:
-        return [r for r in self.requests if r.method == "POST"]
+        return [r for r in self.requests if r.method == "POST" and r.path.startswith("/v1/")]
 
     def start(self) -> OpenAIStub:
         stub = self
@@ -117,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._record() or {}
+        if not self.path.startswith("/v1/"):
+            return self._tokenizer_route(body)
         owner = self.owner
         default = embeddings() if self.path.rstrip("/").endswith("/embeddings") else None
         if default is not None and not owner.replies:
@@ -134,6 +140,15 @@ class _Handler(BaseHTTPRequestHandler):
             with owner.flight:
                 owner.in_flight -= 1
                 owner.flight.notify_all()
+
+    def _tokenizer_route(self, body: dict[str, Any]) -> None:
+        """llama-server's template and tokenizer endpoints (at the root, not under /v1)."""
+        if not self.owner.tokenizer or self.path not in ("/apply-template", "/tokenize"):
+            return send_json(self, 404, {"error": {"message": f"no route {self.path}"}})
+        if self.path == "/apply-template":
+            text = "".join(f"<{m['role']}> {m['content']} </s> " for m in body["messages"])
+            return send_json(self, 200, {"prompt": text + "<assistant>"})
+        send_json(self, 200, {"tokens": list(range(len(str(body["content"]).split())))})
 
 
 # ---- low-level writers --------------------------------------------------------------------
@@ -354,3 +369,13 @@ def echo_when_concurrent(n: int, *, timeout: float = 10.0, delay: float = 0.0) -
         stream(["echo: ", str(messages[-1].get("content", ""))]).action(handler, stub)
 
     return Reply(act, f"echo when {n} in flight")
+
+
+def model_list(context_length: int) -> Reply:
+    """``GET /v1/models`` naming the stub's model with a context size (as vLLM does)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        entry = {"id": MODEL, "object": "model", "max_model_len": context_length}
+        send_json(handler, 200, {"object": "list", "data": [entry]})
+
+    return Reply(act, "models")

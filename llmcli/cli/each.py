@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ from llmcli.errors import UsageError
 from llmcli.session.inputs import EncodingErrors, read_stdin
 
 if TYPE_CHECKING:
+    from llmcli.cli.loading import ModelFlags
     from llmcli.service.each import EachItem
 
 EACH = "Many inputs"
@@ -83,9 +84,19 @@ class EachFlags:
 
 
 def check_each_flags(
-    each: EachFlags, *, json_mode: bool, continued: bool, show_probs: bool, constrained: bool
+    each: EachFlags,
+    json_mode: bool,
+    continued: bool,
+    show_probs: bool,
+    output: Any = None,
+    saved: Any = None,
 ) -> None:
-    """Refuse combinations that mean nothing, before anything is loaded."""
+    """Refuse combinations that mean nothing, before anything is loaded.
+
+    ``output`` is ask's structured-output choice and ``saved`` its saved prompt: neither
+    is supported per item yet.
+    """
+    constrained = bool(getattr(output, "constrained", False)) or saved is not None
     if not each.active:
         for given, name in ((each.parallel is not None, "--parallel"), (each.null, "--null")):
             if given:
@@ -119,8 +130,31 @@ class EachCommand:
     raw: bool
     json_mode: bool
     stats: bool
-    encoding_errors: EncodingErrors
+    encoding_errors: str
     model_name: str = ""
+
+    @property
+    def errors(self) -> EncodingErrors:
+        return "replace" if self.encoding_errors == "replace" else "strict"
+
+
+def run_each_command(
+    command: EachCommand,
+    each: EachFlags,
+    flags: ModelFlags,
+    settings: Settings,
+    sampling: Sampling,
+) -> None:
+    """Read the items, load the model in this process, answer them all (``ask`` calls this)."""
+    from llmcli.cli.ask import show_notices
+    from llmcli.cli.loading import load_engine
+
+    items = read_each_items(command, each)  # before the load: a mistake costs no load
+    flags.keep_alive = "0"  # the batch decodes on a side context of the in-process model
+    engine, resolved = load_engine(flags, settings, command.env)
+    show_notices(command.env, engine)
+    command.model_name = resolved.name
+    ask_each(command, each, items, engine, sampling, settings)
 
 
 def ask_each(
@@ -162,16 +196,14 @@ def read_each_items(command: EachCommand, each: EachFlags) -> list[EachItem]:
 
     if each.each_file:
         return items_from_files(
-            _file_names(command, each.each_file), command.words, errors=command.encoding_errors
+            _file_names(command, each.each_file), command.words, errors=command.errors
         )
     if command.env.stdin_isatty:
         raise UsageError(
             "--each-line reads its items from stdin, which is a terminal",
             hint="pipe them in: llmcli ask --each-line 'PROMPT' < items.txt",
         )
-    return items_from_lines(
-        read_stdin(sys.stdin.buffer, errors=command.encoding_errors), command.words
-    )
+    return items_from_lines(read_stdin(sys.stdin.buffer, errors=command.errors), command.words)
 
 
 def _file_names(command: EachCommand, given: list[Path]) -> list[Path]:
@@ -186,7 +218,7 @@ def _file_names(command: EachCommand, given: list[Path]) -> list[Path]:
                 "--each-file - reads file names from stdin, which is a terminal",
                 hint="pipe them in: ls *.txt | llmcli ask --each-file - 'PROMPT'",
             )
-        text = read_stdin(sys.stdin.buffer, errors=command.encoding_errors)
+        text = read_stdin(sys.stdin.buffer, errors=command.errors)
         names.extend(Path(line) for line in text.splitlines() if line.strip())
     if not names:
         raise UsageError("--each-file - got no file names on stdin", hint="pipe in one per line")

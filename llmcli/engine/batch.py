@@ -270,7 +270,11 @@ class BatchDecoder:
 
         add(
             lib.llama_sampler_init_penalties(
-                self._engine.n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0
+                self._engine.n_vocab,
+                PENALTY_LAST_N,
+                sampling.repeat_penalty,
+                0.0,
+                getattr(sampling, "presence_penalty", 0.0),
             )
         )
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)

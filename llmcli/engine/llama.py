@@ -35,13 +35,17 @@ import numpy as np
 
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
+    Embeddings,
     Generation,
     GenerationStats,
     LoadOptions,
     LoraSpec,
     Message,
+    PromptInput,
     Sampling,
+    TokenLevel,
     TokenPiece,
+    encode,
     round_ctx,
 )
 from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
@@ -354,25 +358,36 @@ class LlamaEngine:
 
     # -- generation -----------------------------------------------------------
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+    def count_tokens(self, prompt: PromptInput) -> int:
+        return len(encode(self, prompt))
+
+    def token_level(self) -> TokenLevel:
+        return self
+
+    def embeddings(self) -> Embeddings:
+        """Pooled vectors from a side context of this model (``llmcli.engine.embed``)."""
+        from llmcli.engine.embed import LocalEmbeddings
+
+        return LocalEmbeddings(self)
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
-        if not prompt:  # llama-cpp-python would fail an assert deep inside sampling
+        ids = encode(self, prompt)
+        if not ids:  # llama-cpp-python would fail an assert deep inside sampling
             raise DataError(
                 f"the prompt is 0 tokens: {self.model_name}'s tokenizer produced nothing",
                 hint="the model's vocabulary cannot spell this text; check the model file",
             )
-        if len(prompt) >= self.n_ctx:
+        if len(ids) >= self.n_ctx:
             raise DataError(
-                f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",
+                f"prompt is {len(ids)} tokens but the context holds {self.n_ctx}",
                 hint="shorten the input or raise --ctx",
             )
         grammar = self.grammar_for(sampling)
-        stats = GenerationStats(prompt_tokens=len(prompt))
+        stats = GenerationStats(prompt_tokens=len(ids))
         cancel = threading.Event()
-        generation = Generation(pieces=iter(()), stats=stats)
-        generation.pieces = self._stream(list(prompt), sampling, grammar, stats, cancel)
-        generation._cancel.append(cancel.set)
-        return generation
+        pieces = self._stream(ids, sampling, grammar, stats, cancel)
+        return Generation(pieces, stats, on_cancel=cancel.set)
 
     def grammar_for(self, sampling: Sampling) -> str | None:
         """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
@@ -381,16 +396,17 @@ class LlamaEngine:
         (handed to the sampler it would crash the process at the first token).
         """
         if sampling.grammar is not None:
-            key, make = sampling.grammar, lambda: sampling.grammar or ""
+            key = "gbnf:" + sampling.grammar
         elif sampling.json_schema is not None:
-            schema = sampling.json_schema
-            key = json.dumps(schema, sort_keys=True)
-            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+            key = "schema:" + json.dumps(sampling.json_schema, sort_keys=True)
         else:
             return None
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = make()
+            if sampling.grammar is not None:
+                grammar = sampling.grammar
+            else:
+                grammar = schema_to_gbnf(sampling.json_schema or {})
             check_grammar(self._lib, self._vocab, grammar)
             self._grammars[key] = grammar
         return grammar
@@ -461,15 +477,7 @@ class LlamaEngine:
         stops = StopMatcher(sampling.stop)
         started = time.perf_counter()
         stats.finish_reason = "length"
-        tokens = llama.generate(
-            prompt,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=0.0 if sampling.greedy else sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            reset=True,
-        )
+        tokens = llama.generate(prompt, reset=True, **sampling.knob_values("llama"))
         if grammar:
             self._sample_with(grammar)
         self._watch_for_abort(True)

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmcli.engine.base import Engine, GenerationStats, Message, Sampling, TokenPiece
+from llmcli.engine.base import (
+    Engine,
+    GenerationStats,
+    Message,
+    Prompt,
+    Sampling,
+    TokenPiece,
+    encode,
+)
 from llmcli.engine.batch import BatchItem, ItemEvent
 from llmcli.errors import (
     DataError,
@@ -180,10 +188,8 @@ def _messages(request: EachRequest, text: str) -> list[Message]:
     return messages
 
 
-def _prompt(engine: Engine, request: EachRequest, text: str) -> list[int]:
-    if request.raw:
-        return engine.text_prompt(text)
-    return engine.chat_prompt(_messages(request, text))
+def _prompt(request: EachRequest, text: str) -> Prompt:
+    return Prompt.raw(text) if request.raw else Prompt.chat(_messages(request, text))
 
 
 def _failed(index: int, error: LlmcliError) -> ItemEvent:
@@ -207,7 +213,8 @@ def local_events(
         try:
             if item.error is not None:
                 raise item.error
-            runnable.append(BatchItem(item.index, _prompt(engine, request, item.text), sampling))
+            ids = encode(engine, _prompt(request, item.text))
+            runnable.append(BatchItem(item.index, ids, sampling))
         except LlmcliError as exc:
             yield _failed(item.index, exc)
     if not runnable:
@@ -239,7 +246,7 @@ def remote_events(
         if item.error is not None:
             out.put(_failed(item.index, item.error))
             return
-        generation = engine.generate(_prompt(engine, request, item.text), sampling)
+        generation = engine.generate(_prompt(request, item.text), sampling)
         with lock:
             running[item.index] = generation
         try:
@@ -376,7 +383,7 @@ def run_each(
     progress: EachProgress | None = None,
 ) -> EachSummary:
     """Answer every item, ``request.parallel`` at a time, writing answers in input order."""
-    local = engine.__class__.__name__ == "LlamaEngine"
+    local = _in_process(engine)
     parallel = request.parallel or default_parallel(len(items), engine.n_ctx, local=local)
     events: Callable[..., Generator[ItemEvent, None, None]] = (
         local_events if local else remote_events
@@ -409,6 +416,15 @@ def _stop(stream: Generator[ItemEvent, None, None], cancel: threading.Event) -> 
     cancel.set()
     with contextlib.suppress(BaseException):  # a second Ctrl-C while waiting: exit anyway
         stream.close()
+
+
+def _in_process(engine: Engine) -> bool:
+    """A model loaded in this process (the batch needs its native handles), not a server."""
+    if engine.token_level() is None:
+        return False
+    from llmcli.engine.llama import LlamaEngine
+
+    return isinstance(engine, LlamaEngine)
 
 
 class EachFailed(LlmcliError):
