@@ -274,3 +274,10 @@ def test_a_damaged_or_foreign_state_file_is_a_cache_miss(own_home: Path) -> None
         stats = _stats(run_cli(*ASK, "-c", "--json", "And box 3?", env=env))
         assert stats["cached_tokens"] < 0.5 * stats["prompt_tokens"]
         assert "restored a KV state" not in server_log(own_home)
+
+
+def test_an_auto_started_server_exits_after_keep_alive_idle(own_home: Path) -> None:
+    env = warm_env(own_home, keep_alive="1s")
+    assert _ok(run_cli(*ASK, PROMPT, env=env))
+    assert wait_for(lambda: not server_pids(own_home), timeout=60)
+    assert not socket_of(own_home).exists()  # it removed its socket on the way out

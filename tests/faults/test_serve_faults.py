@@ -148,3 +148,14 @@ def test_a_full_disk_while_saving_state_still_answers(home: Path) -> None:
         assert wait_for(lambda: "could not save a KV state" in server_log(home))
     leftovers = list((home / "cache" / "kv-states").glob("*/*"))
     assert leftovers == []
+
+
+def test_a_damaged_model_is_refused_by_the_server_as_in_process(home: Path) -> None:
+    env = warm_env(home)
+    bad = home / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    with running_server(home):
+        warm = run_cli("ask", "-m", str(bad), "hi", env=env)
+    cold = run_cli("ask", "--keep-alive", "0", "-m", str(bad), "hi", env=env)
+    assert warm.returncode == cold.returncode == 65
+    assert warm.stderr == cold.stderr and b"truncated GGUF file" in warm.stderr
