@@ -35,6 +35,7 @@ import numpy as np
 
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
+    Embeddings,
     Generation,
     GenerationStats,
     LoadOptions,
@@ -362,6 +363,12 @@ class LlamaEngine:
 
     def token_level(self) -> TokenLevel:
         return self
+
+    def embeddings(self) -> Embeddings:
+        """Pooled vectors from a side context of this model (``llmcli.engine.embed``)."""
+        from llmcli.engine.embed import LocalEmbeddings
+
+        return LocalEmbeddings(self)
 
     def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
