@@ -243,6 +243,7 @@ class ContinuedAsk:
         self.model_ref = self.store.info(last).model_ref if last is not None else None
         self.session: ChatSession | None = None
         self.turn: Turn | None = None
+        self.system_changed = False
 
     def prompt(
         self,
@@ -258,15 +259,18 @@ class ContinuedAsk:
         """The prompt ids for ``text`` after the conversation (oldest turns dropped to fit)."""
         from llmcli.session.turns import ChatSession
 
+        # No store in the session: the question is saved together with its answer, in one
+        # transaction (see save), so concurrent ``ask -c`` turns stay adjacent pairs.
         self.session = ChatSession(
             as_chat_engine(engine),
             model_name=model_name,
             model_ref=model_ref,
-            store=self.store,
+            store=None,
             conversation=self.conversation,
         )
         if system is not None and system != self.session.conversation.system:
             self.session.set_system(system)
+            self.system_changed = True
         self.turn = self.session.begin_turn(text, max_tokens=max_tokens)
         dropped = self.turn.prompt.dropped
         if dropped:
@@ -278,5 +282,15 @@ class ContinuedAsk:
     def save(self, pieces: list[TokenPiece], stats: GenerationStats, *, interrupted: bool) -> None:
         """Save the answer (once), complete or interrupted."""
         if self.session is not None and self.turn is not None:
-            self.session.finish_turn(self.turn, pieces, stats, interrupted=interrupted)
-            self.turn = None
+            turn, self.turn = self.turn, None
+            answer = self.session.finish_turn(turn, pieces, stats, interrupted=interrupted)
+            conversation = self.session.conversation
+            fields: dict[str, str | None] | None = None
+            if conversation.id is None or self.system_changed:
+                fields = {"system": conversation.system}
+                if conversation.id is None:
+                    session = self.session
+                    fields |= {"model": session.model_name, "model_ref": session.model_ref}
+            conversation.id = self.store.append_exchange(
+                conversation.id, [(turn.user, None), (answer, stats.to_dict())], create=fields
+            )

@@ -89,6 +89,8 @@ SeedOpt = Annotated[
     int | None,
     typer.Option(
         "--seed",
+        min=0,
+        max=4294967294,  # engine.base.MAX_SEED: llama.cpp seeds are 32-bit, never wrapped
         help="Random seed: the same seed gives the same text.",
         rich_help_panel=SAMPLING,
         show_default=False,
@@ -127,6 +129,7 @@ CtxOpt = Annotated[
     typer.Option(
         "--ctx",
         min=1,
+        max=1 << 30,  # engine.base.MAX_CTX: larger sizes would wrap inside llama.cpp
         help="Context window in tokens, rounded up to a multiple "
         "of 256 [default: the model's, at most 4096].",
         rich_help_panel=MODEL,
