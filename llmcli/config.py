@@ -43,6 +43,7 @@ else:  # pragma: no cover - Python 3.10
 
 from llmcli import paths
 from llmcli.errors import DataError, StorageError, UsageError
+from llmcli.knobs import KNOBS, Knob
 
 CONFIG_ENV = "LLMCLI_CONFIG"
 ENV_PREFIX = "LLMCLI_"
@@ -51,7 +52,13 @@ REMOTES_TABLE = "remotes"
 
 DEFAULT = "default"
 FILE = "file"
+DEFAULT_KEEP_ALIVE = "5m"
+"""ollama's default: see README, "Warm models" for why llmcli keeps it."""
 FIX_HINT = "edit it with 'llmcli config edit', or move it away"
+
+
+def _knob_defaults() -> dict[str, Any]:
+    return {k.name: k.default for k in KNOBS.values() if k.config}
 
 
 @dataclass
@@ -59,17 +66,15 @@ class Settings:
     """Values in force for one command; ``sources`` says where each came from."""
 
     model: str | None = None
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    max_tokens: int | None = None
     ctx: int | None = None
     gpu_layers: str = "auto"
     threads: int | None = None
     system: str | None = None
     theme: str | None = None
+    keep_alive: str = DEFAULT_KEEP_ALIVE
+    """How long the engine server keeps models loaded after the last call ("0": no server)."""
+    knobs: dict[str, Any] = field(default_factory=_knob_defaults)
+    """The sampling knobs the config file may set (``settings.temperature`` reads them)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     """``{key: "default" | "file" | "file [models.NAME]" | "env LLMCLI_X"}``."""
     model_tables: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
@@ -80,6 +85,22 @@ class Settings:
 
     def source(self, key: str) -> str:
         return self.sources.get(key, DEFAULT)
+
+    def knob(self, name: str) -> Any:
+        return self.knobs[name]
+
+    def __getattr__(self, name: str) -> Any:
+        knobs = self.__dict__.get("knobs")
+        if knobs is not None and name in knobs:
+            return knobs[name]
+        raise AttributeError(f"{type(self).__name__!r} has no setting {name!r}")
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one key, a knob or a plain field."""
+        if name in self.knobs:
+            self.knobs[name] = value
+        else:
+            setattr(self, name, value)
 
 
 # ---- the schema ------------------------------------------------------------------------
@@ -105,19 +126,26 @@ class Key:
         return ENV_PREFIX + self.name.upper()
 
 
+def _knob_key(knob: Knob) -> Key:
+    """A sampling knob as a config key (declared in :data:`llmcli.knobs.KNOBS`)."""
+    return Key(
+        knob.name,
+        "float" if knob.kind == "float" else "int",
+        knob.config_help,
+        knob.minimum,
+        knob.maximum,
+        example=knob.example,
+        unset=knob.unset,
+    )
+
+
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
         Key("model", "str", "default model: a .gguf path, OWNER/REPO[:QUANT], an alias",
             per_model=False, example="bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
             unset="the bundled SmolLM2"),
-        Key("temperature", "float", "sampling temperature (0 = greedy)", 0.0),
-        Key("top_p", "float", "nucleus sampling", 0.0, 1.0),
-        Key("top_k", "int", "top-k sampling, 0 = off", 0),
-        Key("min_p", "float", "min-p sampling", 0.0, 1.0),
-        Key("repeat_penalty", "float", "repetition penalty, 1.0 = off", 0.0),
-        Key("max_tokens", "int", "generate at most N tokens", 1, example=512,
-            unset="until the model stops or the context is full"),
+        *(_knob_key(knob) for knob in KNOBS.values() if knob.config),
         Key("ctx", "int", "context window in tokens", 1, 1 << 30, example=4096,
             unset="the model's trained context, at most 4096"),
         Key("gpu_layers", "gpu_layers", "layers to offload: N, all or auto"),
@@ -126,6 +154,8 @@ KEYS: dict[str, Key] = {
             unset="none"),
         Key("theme", "theme", "colour theme of code blocks (a Pygments style)",
             per_model=False, example="monokai", unset="monokai"),
+        Key("keep_alive", "duration", "keep models loaded in the engine server this long "
+            "after the last call (5m, 30s, 1h; 0 = off, run in-process)", per_model=False),
     )
 }  # fmt: skip
 
@@ -133,6 +163,7 @@ _TYPE_NAMES = {
     "str": "a string",
     "int": "a whole number",
     "float": "a number",
+    "duration": "a duration (30s, 5m, 1h, 0)",
     "gpu_layers": "a number of layers, 'all' or 'auto'",
     "theme": "a Pygments style name",
 }
@@ -160,6 +191,8 @@ def check_value(key: Key, value: Any) -> Any:
     """The value normalized to the key's type; ``ValueError`` says what was expected."""
     if key.kind == "gpu_layers":
         return _gpu_layers(value)
+    if key.kind == "duration":
+        return _duration(key.name, value)
     if key.kind in ("str", "theme"):
         if not isinstance(value, str):
             raise ValueError(f"{key.name} must be {_TYPE_NAMES[key.kind]}, not {_kind_of(value)}")
@@ -205,6 +238,39 @@ def _gpu_layers(value: Any) -> str:
         if lowered in ("all", "auto") or (lowered.isascii() and lowered.isdigit()):
             return lowered
     raise ValueError(f"gpu_layers must be a number of layers, 'all' or 'auto', not {value!r}")
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``5m``, ``30s``, ``1h30m``, ``250ms`` or a bare number of seconds."""
+    spec = text.strip().lower().replace(" ", "")
+    if spec in ("-1", "forever", "inf"):
+        return math.inf
+    total, pos = 0.0, 0
+    while pos < len(spec):
+        match = _DURATION_RE.match(spec, pos)
+        if match is None:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h, or 0)")
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    if not spec:
+        raise ValueError("empty duration (use e.g. 30s, 5m, 1h, or 0)")
+    return total
+
+
+def _duration(name: str, value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = f"{value:g}s" if value >= 0 else "-1"
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a duration such as 5m, not {_kind_of(value)}")
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return value.strip()
 
 
 def _theme(name: str) -> str:
@@ -470,7 +536,7 @@ def load_settings(
 
 
 def _assign(settings: Settings, name: str, value: Any, source: str) -> None:
-    setattr(settings, name, value)
+    settings.set(name, value)
     settings.sources[name] = source
 
 
@@ -484,7 +550,9 @@ def settings_for_model(settings: Settings, *refs: str | None) -> Settings:
     name = find_model_table(settings.model_tables, refs)
     if name is None:
         return settings
-    result = replace(settings, sources=dict(settings.sources), model_table=name)
+    result = replace(
+        settings, knobs=dict(settings.knobs), sources=dict(settings.sources), model_table=name
+    )
     for key, value in settings.model_tables[name].items():
         if not result.source(key).startswith("env"):
             _assign(result, key, value, f"{FILE} [models.{name}]")

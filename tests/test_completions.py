@@ -346,3 +346,22 @@ def test_zsh_completes_commands_and_model_names(
     )
     assert {"tiny", PULLED} <= set(zsh_complete(shell_env, "llmcli ask -m ", tmp_path))
     assert zsh_complete(shell_env, "llmcli config set top_", tmp_path) == ["top_k", "top_p"]
+
+
+def test_bash_completes_saved_prompt_names(shell_env: dict[str, str]) -> None:
+    from llmcli.store.prompts import SavedPrompt, save_prompt
+
+    save_prompt(SavedPrompt(name="commit", prompt="{input}"))
+    save_prompt(SavedPrompt(name="person", prompt="Who is $1?"))
+    ask_p, show, entry = bash_complete(
+        shell_env, "llmcli ask -p ", "llmcli prompts show c", "llmcli prompts "
+    )
+    assert ask_p == ["commit", "person"]
+    assert show == ["commit"]
+    assert {"save", "list", "show", "rm", "edit"} <= set(entry)
+    fast = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv[1:] = ['completion', 'prompts'];"
+         "from llmcli.cli.entry import main; main()"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert fast.stdout == "commit\nperson\n"

@@ -158,12 +158,15 @@ def test_history_cli_list_show_rm() -> None:
     text = run_cli("history", "show", str(first)).stdout.decode()
     assert "## User" in text and "What is 2+2?" in text
 
-    removed = run_cli("history", "rm", str(first))
+    refused = run_cli("history", "rm", str(first))  # a pipe: no one to ask
+    assert refused.returncode == 2 and b"--yes" in refused.stderr
+    assert run_cli("history", "show", str(first)).returncode == 0  # nothing removed
+    removed = run_cli("history", "rm", str(first), "--yes")
     assert removed.returncode == 0
     missing = run_cli("history", "show", str(first))
     assert missing.returncode == 1
     assert f"no conversation {first}" in missing.stderr.decode()
-    assert run_cli("history", "rm", str(first), "--json").returncode == 1
+    assert run_cli("history", "rm", str(first), "--json", "--yes").returncode == 1
 
 
 def test_empty_history_lists_nothing() -> None:

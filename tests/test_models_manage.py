@@ -40,29 +40,52 @@ def pulled(hub: FakeHub) -> dict[str, Path]:
     return paths
 
 
-def listed() -> list[dict[str, object]]:
+def everything() -> list[dict[str, object]]:
     result = run_llmcli("models", "list", "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return,unused-ignore]
 
 
+def listed() -> list[dict[str, object]]:
+    """The pulled models only (the list also holds the bundled model and alias targets)."""
+    return [entry for entry in everything() if entry["source"] == "pulled"]
+
+
 # ---- list --------------------------------------------------------------------------------
 
 
-def test_list_empty_store() -> None:
+def test_list_empty_store_shows_the_bundled_model_and_alias_targets(
+    model_path: Path, tmp_path: Path
+) -> None:
     result = run_llmcli("models", "list")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "" and "no models" in result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:2] == ["NAME", "SOURCE"]
+    assert [row.split()[:2] for row in rows] == [[model_path.stem, "bundled"]]
     assert listed() == []
+
+    run_llmcli("models", "alias", "tiny", str(model_path))
+    run_llmcli("models", "alias", "later", "acme/other-GGUF:Q8_0")
+    run_llmcli("models", "alias", "gone", str(tmp_path / "gone.gguf"))
+    entries = {str(e["name"]): e for e in everything()}
+    assert entries[model_path.stem]["source"] == "bundled"
+    assert entries[model_path.stem]["aliases"] == ["tiny"]  # the same file: one row
+    assert entries[model_path.stem]["context_length"] == 8192
+    assert entries["acme/other-GGUF:Q8_0"]["source"] == "not pulled"
+    assert entries["acme/other-GGUF:Q8_0"]["aliases"] == ["later"]
+    assert entries[str(tmp_path / "gone.gguf")]["source"] == "missing"
+    text = run_llmcli("models", "list").stdout
+    assert "not pulled" in text and "later" in text and "missing" in text
 
 
 def test_list_shows_name_quant_size_params_context(pulled: dict[str, Path]) -> None:
     result = run_llmcli("models", "list")
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES"]
-    assert [row.split()[0] for row in rows] == sorted(pulled)
-    assert all("2048" in row and "MB" in row for row in rows)
+    assert header.split() == ["NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES"]
+    pulled_rows = [row for row in rows if row.split()[1] == "pulled"]
+    assert [row.split()[0] for row in pulled_rows] == sorted(pulled)
+    assert all("2048" in row and "MB" in row for row in pulled_rows)
     entries = listed()
     assert {e["name"] for e in entries} == set(pulled)
     for entry in entries:
@@ -110,7 +133,8 @@ def test_corrupted_alias_file_warns(pulled: dict[str, Path], llmcli_home: Path) 
     (llmcli_home / "data" / "models" / "aliases.json").write_text("[not json")
     result = run_llmcli("models", "list")
     assert result.returncode == 0, result.stderr
-    assert "aliases.json" in result.stderr and len(result.stdout.splitlines()) == 3
+    # the header, two pulled models, the bundled one
+    assert "aliases.json" in result.stderr and len(result.stdout.splitlines()) == 4
 
 
 # ---- rm ----------------------------------------------------------------------------------

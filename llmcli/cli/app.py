@@ -31,7 +31,9 @@ import llmcli.cli.lens  # noqa: F401
 import llmcli.cli.models  # noqa: F401
 import llmcli.cli.models_manage  # noqa: F401
 import llmcli.cli.models_show  # noqa: F401
+import llmcli.cli.prompts  # noqa: F401
 import llmcli.cli.pull  # noqa: F401
+import llmcli.cli.warm  # noqa: F401
 from llmcli.cli.base import app
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 

@@ -13,7 +13,15 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
-from llmcli.cli.inspect import INSPECT, LOCAL, _load, _print, _settings, _write_json
+from llmcli.cli.inspect import (
+    IN_PROCESS,
+    INSPECT,
+    LOCAL,
+    _load_llama,
+    _print,
+    _settings,
+    _write_json,
+)
 from llmcli.cli.loading import ModelFlags
 from llmcli.context import Environment
 
@@ -72,7 +80,8 @@ def bench(
     env = Environment()
     settings = _settings(env, model)
     flags = ModelFlags(model, 256, gpu_layers, threads, verbose=verbose, engine=LOCAL)
-    engine = _load(env, flags, settings)
+    flags.keep_alive = IN_PROCESS  # measures llama.cpp in this process, never the server
+    engine = _load_llama(env, flags, settings)
     try:
         results = run_bench(engine, tests, repetitions=repetitions, threads=engine.threads)
         data = bench_json(engine, results, repetitions=repetitions)

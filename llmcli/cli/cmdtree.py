@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 MODEL_PARAMS = frozenset({"model", "models", "ref", "refs", "lora", "adapter", "adapters"})
+PROMPT_PARAMS = frozenset({"prompt_name"})
+"""Parameters that name a saved prompt (``ask -p NAME``, ``prompts show NAME``)."""
 HELP_WIDTH = 100
 
-ValueKind = Literal["model", "file", "dir", "choice", "text"]
+ValueKind = Literal["model", "prompt", "file", "dir", "choice", "text"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def _value_kind(param: Any) -> tuple[ValueKind, tuple[str, ...]]:
     name = (param.name or "").lower()
     if name in MODEL_PARAMS:
         return "model", ()
+    if name in PROMPT_PARAMS:
+        return "prompt", ()
     annotation = _bare_annotation(param)
     info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):

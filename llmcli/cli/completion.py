@@ -123,3 +123,11 @@ def models(
     from llmcli.cli.entry import print_model_names
 
     print_model_names(Environment().stdout, describe=describe)
+
+
+@completion_app.command("prompts", hidden=True)
+def prompts() -> None:
+    """Print saved prompt names for completion, one per line (answered early, like models)."""
+    from llmcli.cli.entry import print_prompt_names
+
+    print_prompt_names(Environment().stdout)

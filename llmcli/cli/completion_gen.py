@@ -1,8 +1,9 @@
 """Shell completion scripts (bash, zsh, fish) generated from the command tree.
 
-The scripts are static tables of commands and options plus one dynamic part: model
+The scripts are static tables of commands and options plus two dynamic parts: model
 names, which they get by running ``llmcli completion models`` (a hidden command that
-reads the local store without importing llama.cpp). ``scripts/gen_completions.py``
+reads the local store without importing llama.cpp), and saved prompt names
+(``llmcli completion prompts``). ``scripts/gen_completions.py``
 writes them to ``completions/``; ``llmcli completion install`` writes the same text
 to the shell's user completion folder.
 """
@@ -44,7 +45,13 @@ _llmcli_models() {
     "$prog" completion models 2>/dev/null
 }
 
-# Fill COMPREPLY with the values of KIND (model, file, dir, "choice WORDS", text) that
+_llmcli_prompts() {
+    local prog="$1"
+    command -v -- "$prog" >/dev/null 2>&1 || prog=llmcli
+    "$prog" completion prompts 2>/dev/null
+}
+
+# Fill COMPREPLY with the values of KIND (model, prompt, file, dir, "choice WORDS", text) that
 # start with CUR.
 _llmcli_values() {
     local kind="$1" cur="$2" prog="$3" IFS=$'\n'
@@ -56,6 +63,9 @@ _llmcli_values() {
                 COMPREPLY=($(compgen -f -- "$cur"))
                 type compopt >/dev/null 2>&1 && compopt -o filenames 2>/dev/null
             fi
+            ;;
+        prompt)
+            COMPREPLY=($(compgen -W "$(_llmcli_prompts "$prog")" -- "$cur"))
             ;;
         file)
             COMPREPLY=($(compgen -f -- "$cur"))
@@ -185,6 +195,14 @@ _llmcli_model() {
         'models:model:compadd -a names' \
         'files:model file:_files -g "*.gguf(-.)"'
 }
+
+_llmcli_prompt() {
+    local prog=${_llmcli_prog:-llmcli}
+    (( $+commands[$prog] )) || [[ -x $prog ]] || prog=llmcli
+    local -a names
+    names=(${(f)"$($prog completion prompts 2>/dev/null)"})
+    compadd -a names
+}
 """
 
 
@@ -258,6 +276,8 @@ def _zsh_description(text: str) -> str:
 def _zsh_action(spec: OptionSpec | ArgumentSpec) -> str:
     if spec.value == "model":
         return "_llmcli_model"
+    if spec.value == "prompt":
+        return "_llmcli_prompt"
     if spec.value == "file":
         return "_files"
     if spec.value == "dir":
@@ -328,6 +348,12 @@ function __llmcli_models
     command -q -- $prog; or set prog llmcli
     $prog completion models --describe 2>/dev/null
 end
+
+function __llmcli_prompts
+    set -l prog (commandline -opc)[1]
+    command -q -- $prog; or set prog llmcli
+    $prog completion prompts 2>/dev/null
+end
 """
 
 
@@ -368,6 +394,8 @@ def _fish_quote(text: str) -> str:
 def _fish_values(spec: OptionSpec | ArgumentSpec) -> str:
     if spec.value == "model":
         return "-F -a '(__llmcli_models)'"
+    if spec.value == "prompt":
+        return "-f -a '(__llmcli_prompts)'"
     if spec.value in ("file", "dir"):
         return "-F"
     if spec.value == "choice":

@@ -13,6 +13,7 @@ import sys
 from typing import IO, NoReturn
 
 COMPLETION_MODELS = ["completion", "models"]
+COMPLETION_PROMPTS = ["completion", "prompts"]
 
 
 def main() -> NoReturn:
@@ -20,6 +21,9 @@ def main() -> NoReturn:
     try:
         if argv[:2] == COMPLETION_MODELS and set(argv[2:]) <= {"--describe"}:
             print_model_names(sys.stdout, describe=bool(argv[2:]))
+            sys.exit(0)
+        if argv == COMPLETION_PROMPTS:
+            print_prompt_names(sys.stdout)
             sys.exit(0)
         from llmcli.cli.app import main as full_main
     except KeyboardInterrupt:  # Ctrl-C while still importing: as quiet as later on
@@ -52,3 +56,16 @@ def model_names() -> dict[str, str]:
     for model in sorted(stored, key=lambda m: m.ref):
         names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
     return names
+
+
+def print_prompt_names(out: IO[str]) -> None:
+    """Saved prompt names, one per line; silent on errors (like model names)."""
+    try:
+        from llmcli.store.prompts import list_prompts
+
+        names = list_prompts()
+    except Exception:  # whatever a completion helper prints lands in the command line
+        return
+    if names:
+        out.write("\n".join(names) + "\n")
+        out.flush()

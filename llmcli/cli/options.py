@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-SAMPLING = "Sampling"
+from llmcli.cli.knob_options import SAMPLING, knob_annotation
+from llmcli.knobs import KNOBS
+
 MODEL = "Model and hardware"
 OUTPUT = "Output"
 
@@ -32,81 +34,15 @@ SystemOpt = Annotated[
     str | None,
     typer.Option("--system", "-s", help="System prompt.", show_default=False),
 ]
-TemperatureOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--temperature",
-        "-t",
-        min=0.0,
-        help="Sampling temperature [default: 0.8].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-TopPOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--top-p",
-        min=0.0,
-        max=1.0,
-        help="Nucleus sampling [default: 0.95].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-TopKOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--top-k",
-        min=0,
-        help="Top-k sampling, 0 = off [default: 40].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-MinPOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--min-p",
-        min=0.0,
-        max=1.0,
-        help="Min-p sampling [default: 0.05].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-RepeatPenaltyOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--repeat-penalty",
-        min=0.0,
-        help="Repetition penalty [default: 1.0 = off].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--seed",
-        min=0,
-        max=4294967294,  # engine.base.MAX_SEED: llama.cpp seeds are 32-bit, never wrapped
-        help="Random seed: the same seed gives the same text.",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-tokens",
-        "-n",
-        min=1,
-        help="Generate at most N tokens [default: until the model stops or the context is full].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
+# The sampling knobs: derived from llmcli.knobs.KNOBS (commands take them all at once with
+# @sampling_options; these single aliases are for a command that wants just one).
+TemperatureOpt = knob_annotation(KNOBS["temperature"])
+TopPOpt = knob_annotation(KNOBS["top_p"])
+TopKOpt = knob_annotation(KNOBS["top_k"])
+MinPOpt = knob_annotation(KNOBS["min_p"])
+RepeatPenaltyOpt = knob_annotation(KNOBS["repeat_penalty"])
+SeedOpt = knob_annotation(KNOBS["seed"])
+MaxTokensOpt = knob_annotation(KNOBS["max_tokens"])
 StopOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -116,14 +52,7 @@ StopOpt = Annotated[
         show_default=False,
     ),
 ]
-GreedyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--greedy",
-        help="Argmax decoding: always the most likely token (deterministic).",
-        rich_help_panel=SAMPLING,
-    ),
-]
+GreedyOpt = knob_annotation(KNOBS["greedy"])
 CtxOpt = Annotated[
     int | None,
     typer.Option(
@@ -247,5 +176,17 @@ EncodingErrorsOpt = Annotated[
         metavar="strict|replace",
         help="What to do with invalid UTF-8 on stdin: fail (strict) or replace it with U+FFFD.",
         rich_help_panel=OUTPUT,
+    ),
+]
+KeepAliveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--keep-alive",
+        metavar="DURATION",
+        help="Keep the model loaded in llmcli's engine server this long after the call, so "
+        "the next one starts at once (5m, 30s, 1h; 0 = load it in this process, no server) "
+        "[env: LLMCLI_KEEP_ALIVE; default: 5m].",
+        rich_help_panel=MODEL,
+        show_default=False,
     ),
 ]

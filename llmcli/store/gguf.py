@@ -434,6 +434,25 @@ def read_gguf(
         raise GGUFError(f"{path}: GGUF header too large to read", path=path) from exc
 
 
+def read_gguf_stream(
+    stream: IO[bytes],
+    name: str,
+    file_size: int,
+    *,
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+) -> GGUFFile:
+    """Parse a GGUF header from the start of a stream (a download) of a ``file_size`` file.
+
+    Only the header is read from ``stream``; tensor extents are checked against
+    ``file_size``, as for a file on disk.
+    """
+    reader = _HeaderReader(stream, Path(name), file_size, max_metadata_bytes)
+    try:
+        return _parse(reader)
+    except (MemoryError, RecursionError) as exc:  # pragma: no cover - bounds should prevent these
+        raise GGUFError(f"{name}: GGUF header too large to read", path=name) from exc
+
+
 def _parse(reader: _HeaderReader) -> GGUFFile:
     path = reader.path
     if reader.file_size < 4:
@@ -445,8 +464,8 @@ def _parse(reader: _HeaderReader) -> GGUFFile:
     magic = reader.take(4)
     if magic != MAGIC:
         raise GGUFError(
-            f"{path} is not a GGUF file (magic {magic!r})",
-            hint="pass a .gguf model file (llama.cpp format)",
+            f"{path} is not a GGUF file ({_what_it_starts_with(magic)})",
+            hint="pass a .gguf model file, the format llama.cpp reads",
             path=path,
         )
     version = _read_version(reader)
@@ -469,6 +488,19 @@ def _parse(reader: _HeaderReader) -> GGUFFile:
         alignment=alignment,
         byte_order="little" if reader.order == "<" else "big",
     )
+
+
+def _what_it_starts_with(magic: bytes) -> str:
+    """Words for a file's first bytes (never a Python ``b'...'`` literal)."""
+    try:
+        text = magic.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        return "it looks like text, not a model"
+    if magic.startswith(b"PK"):
+        return "it looks like a zip archive"
+    return "it does not start with the GGUF signature"
 
 
 def _read_version(reader: _HeaderReader) -> int:

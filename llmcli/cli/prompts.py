@@ -1,0 +1,217 @@
+"""``llmcli prompts save|list|show|rm|edit``: reusable prompts for ``llmcli ask -p NAME``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from llmcli.cli import options as opt
+from llmcli.cli.base import app
+from llmcli.context import Environment
+from llmcli.errors import LlmcliError, UsageError
+
+prompts_app = typer.Typer(
+    name="prompts",
+    help="Save and reuse prompts: system prompt, prompt text with {input}/$1 placeholders, "
+    "model, sampling and schema ('llmcli ask -p NAME').",
+    no_args_is_help=True,
+)
+app.add_typer(prompts_app, name="prompts", rich_help_panel="Generate")
+
+NameArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="The saved prompt's name (see 'prompts list').")
+]
+
+EDIT_TEMPLATE = """\
+# A saved llmcli prompt: 'llmcli ask -p {name} [WORDS]'. Every key is optional.
+# In 'prompt', {{input}} is the input (stdin, then the words) and $1..$9 single words;
+# without either the input follows the prompt after a blank line.
+# description = "what it is for"
+# system = "You are a terse assistant."
+prompt = '''
+{{input}}'''
+# model = "OWNER/REPO:QUANT"
+# schema = '''{{"type": "object", "properties": {{"answer": {{"type": "string"}}}}}}'''
+
+# [sampling]
+# temperature = 0.2
+# max_tokens = 200
+"""
+
+
+def _print_json(env: Environment, data: Any) -> None:
+    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    env.stdout.flush()
+
+
+@prompts_app.command("save")
+def save(
+    prompt_name: NameArg,
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PROMPT]",
+            help="The prompt text ({input} and $1..$9 are filled in by 'ask -p'); "
+            "piped stdin is used when it is not given.",
+            show_default=False,
+        ),
+    ] = None,
+    system: opt.SystemOpt = None,
+    model: opt.ModelOpt = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            help="JSON Schema (inline, a file, or 'name, age int') the answers must match.",
+            show_default=False,
+        ),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(
+            "--description", "-d", help="A note shown by 'prompts list'.", show_default=False
+        ),
+    ] = None,
+    temperature: opt.TemperatureOpt = None,
+    top_p: opt.TopPOpt = None,
+    top_k: opt.TopKOpt = None,
+    min_p: opt.MinPOpt = None,
+    repeat_penalty: opt.RepeatPenaltyOpt = None,
+    seed: opt.SeedOpt = None,
+    max_tokens: opt.MaxTokensOpt = None,
+    stop: opt.StopOpt = None,
+    greedy: Annotated[
+        bool | None,
+        typer.Option(
+            "--greedy/--no-greedy",
+            help="Save argmax decoding on (or off).",
+            rich_help_panel=opt.SAMPLING,
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace a saved prompt of the same name.")
+    ] = False,
+) -> None:
+    """Save a prompt under NAME (stored in the config dir, one TOML file each).
+
+    Examples:
+
+      llmcli prompts save commit 'Write a one-line commit message for this diff: {input}'
+
+      llmcli prompts save person --schema 'name, age int' 'Describe $1 as JSON.'
+    """
+    from llmcli.store.prompts import SavedPrompt, prompt_path, save_prompt
+    from llmcli.structured import parse_schema_arg
+
+    env = Environment()
+    path = prompt_path(prompt_name)
+    if path.exists() and not force:
+        raise LlmcliError(f"a prompt named {prompt_name!r} is saved already", hint="pass --force")
+    if text is None and not env.stdin_isatty:
+        text = sys.stdin.read()
+    sampling = {
+        key: value
+        for key, value in {
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "min_p": min_p,
+            "repeat_penalty": repeat_penalty,
+            "seed": seed,
+            "max_tokens": max_tokens,
+            "stop": list(stop) if stop else None,
+            "greedy": greedy,
+        }.items()
+        if value is not None
+    }
+    saved = SavedPrompt(
+        name=prompt_name,
+        prompt=text,
+        system=system,
+        model=model,
+        description=description,
+        sampling=sampling,
+        schema=parse_schema_arg(schema) if schema is not None else None,
+    )
+    if saved.prompt is None and saved.system is None:
+        raise UsageError("nothing to save", hint="give the prompt text, or --system")
+    env.stderr.write(f"saved {save_prompt(saved)}\n")
+
+
+@prompts_app.command("list")
+def list_cmd(json_output: opt.JsonOpt = False) -> None:
+    """List saved prompts (name, then description or the start of the prompt)."""
+    from llmcli.store.prompts import list_prompts, load_prompt
+
+    env = Environment()
+    rows = []
+    for name in list_prompts():
+        try:
+            saved = load_prompt(name)
+        except LlmcliError as exc:
+            rows.append({"name": name, "summary": f"(unreadable: {exc.message})"})
+            continue
+        summary = saved.description or " ".join((saved.prompt or saved.system or "").split())
+        rows.append({"name": name, "summary": summary[:70]})
+    if json_output:
+        _print_json(env, rows)
+        return
+    for row in rows:
+        env.stdout.write(f"{row['name']}\t{row['summary']}\n")
+    env.stdout.flush()
+
+
+@prompts_app.command("show")
+def show(prompt_name: NameArg, json_output: opt.JsonOpt = False) -> None:
+    """Print a saved prompt (its TOML file, or --json)."""
+    from llmcli.store.prompts import load_prompt
+
+    env = Environment()
+    saved = load_prompt(prompt_name)
+    if json_output:
+        _print_json(env, asdict(saved))
+    else:
+        env.stdout.write(saved.to_toml())
+        env.stdout.flush()
+
+
+@prompts_app.command("rm")
+def remove(prompt_name: NameArg) -> None:
+    """Remove a saved prompt."""
+    from llmcli.store.prompts import remove_prompt
+
+    Environment().stderr.write(f"removed {remove_prompt(prompt_name)}\n")
+
+
+@prompts_app.command("edit")
+def edit(prompt_name: NameArg) -> None:
+    """Open a saved prompt in $VISUAL or $EDITOR (a new one starts from a template).
+
+    After the editor exits the file is checked; a mistake is reported (exit status 65).
+    """
+    from llmcli.cli.config_cmd import editor_command
+    from llmcli.config import write_atomic
+    from llmcli.store.prompts import load_prompt, prompt_path
+
+    env = Environment()
+    path = prompt_path(prompt_name)
+    if not path.exists():
+        write_atomic(path, EDIT_TEMPLATE.format(name=prompt_name))
+    command = editor_command(env.environ)
+    try:
+        status = subprocess.call([*command, str(path)])
+    except OSError as exc:
+        raise UsageError(
+            f"cannot run editor {command[0]!r}: {exc.strerror or exc}",
+            hint="set EDITOR to an installed editor, e.g. EDITOR=nano",
+        ) from exc
+    if status != 0:
+        raise LlmcliError(f"editor {command[0]!r} exited with status {status}")
+    load_prompt(prompt_name)  # raises DataError naming the problem
+    env.stderr.write(f"{path}: ok\n")
