@@ -63,7 +63,7 @@ def test_history_rm_of_a_conversation_a_chat_is_writing_is_a_clear_error() -> No
     while run_cli("history", "list", "--json").stdout.strip() in (b"", b"[]"):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    removed = run_cli("history", "rm", "1")
+    removed = run_cli("history", "rm", "--yes", "1")
     assert removed.returncode == 0, removed.stderr
     _, err = chat.communicate(b"Say bye.\n", timeout=120)
     text = err.decode()
