@@ -264,7 +264,23 @@ class Engine(Protocol):
         """The token-level view of this engine, or ``None`` when it has none (a server)."""
         ...
 
+    def embeddings(self) -> Embeddings | None:
+        """Pooled embedding vectors of texts, or ``None`` when this engine cannot give them."""
+        ...
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Embeddings(Protocol):
+    """One vector per text (``llmcli embed``): a local side context or ``/v1/embeddings``."""
+
+    poolings: tuple[str, ...]
+    """The ``pooling`` values honoured; ``()`` when the server decides its own pooling."""
+
+    def embed(self, texts: Sequence[str], *, pooling: str) -> list[np.ndarray]:
+        """Vectors in input order, not normalized by the caller's request."""
+        ...
 
 
 @runtime_checkable

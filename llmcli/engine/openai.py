@@ -21,7 +21,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from llmcli.engine.stops import StopMatcher
 from llmcli.errors import LlmcliError, ServiceUnavailable, TemporaryFailure, UsageError
 
 if TYPE_CHECKING:
-    import numpy as np
+    from llmcli.engine.embed import RemoteEmbeddings
 
 NO_TOKEN = -1
 """``TokenPiece.token_id`` of remote pieces: the server does not send token ids."""
@@ -178,14 +178,11 @@ class OpenAIEngine:
         if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
             self.n_ctx = match.context_length
 
-    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
-        from llmcli.engine.embed import remote_embeddings
+    def embeddings(self) -> RemoteEmbeddings:
+        """``/v1/embeddings`` (the server pools and normalizes; retried like a generation)."""
+        from llmcli.engine.embed import RemoteEmbeddings
 
-        result: list[np.ndarray] = self._with_retries(
-            lambda: remote_embeddings(self._http, self.model_name, texts)
-        )
-        return result
+        return RemoteEmbeddings(self._http, self.model_name, self._with_retries)
 
     # -- prompts and generation -------------------------------------------------
 
