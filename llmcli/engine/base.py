@@ -29,6 +29,13 @@ sizes its buffers from the value asked for; asking for multiples keeps them equa
 DEFAULT_CTX_CAP = 4096
 
 
+MAX_CTX = 1 << 30
+"""The largest context llmcli asks llama.cpp for: sizes past 2**32 would wrap in its 32-bit
+fields (``--ctx 4294967296`` became a tiny context), and no machine holds a KV cache this big."""
+MAX_SEED = 2**32 - 2
+"""llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random": larger seeds would wrap."""
+
+
 def round_ctx(n: int) -> int:
     """Round a context size up to llama.cpp's granule (never below one granule)."""
     return max(CTX_GRANULE, math.ceil(n / CTX_GRANULE) * CTX_GRANULE)

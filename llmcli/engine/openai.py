@@ -243,6 +243,7 @@ class OpenAIEngine:
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
         reader = _ChunkReader(stats, StopMatcher(sampling.stop), self.config.read_timeout_s)
+        reader.max_tokens = sampling.max_tokens  # a server may ignore max_tokens: stop here too
         attempt = 0
         try:
             while not cancel.is_set():
@@ -315,6 +316,7 @@ class _ChunkReader:
         self._counted = 0
         self._server_finish: str | None = None
         self._usage = False
+        self.max_tokens: int | None = None
 
     def pieces(self, lines: Iterable[str], cancel: threading.Event) -> Iterator[TokenPiece]:
         """Pieces from one response; a malformed or cut stream raises :class:`RequestFailed`.
@@ -337,6 +339,9 @@ class _ChunkReader:
                         yield piece
                         if self.stops.stopped:
                             return
+                    if self.max_tokens is not None and self._counted >= self.max_tokens:
+                        self._server_finish = "length"  # the server ignored max_tokens
+                        return
                 if time.perf_counter() - last_token > self.token_timeout_s:
                     raise _failure(
                         TemporaryFailure(
@@ -402,16 +407,20 @@ class _ChunkReader:
         ]
 
     def _read_usage(self, usage: Any) -> None:
+        """The server's token counts; negative, boolean or absurd ones are ignored."""
         if not isinstance(usage, dict):
             return
-        if isinstance(usage.get("prompt_tokens"), int):
-            self.stats.prompt_tokens = usage["prompt_tokens"]
-        if isinstance(usage.get("completion_tokens"), int):
-            self.stats.generated_tokens = usage["completion_tokens"]
+        prompt = _token_count(usage.get("prompt_tokens"))
+        if prompt is not None:
+            self.stats.prompt_tokens = prompt
+        completion = _token_count(usage.get("completion_tokens"))
+        if completion is not None:
+            self.stats.generated_tokens = completion
             self._usage = True
         details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            self.stats.cached_tokens = details["cached_tokens"]
+        cached = _token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        if cached is not None:
+            self.stats.cached_tokens = cached
 
     def fail(self, error: LlmcliError) -> None:
         """An error after the first token: the answer so far stands, marked as failed."""
@@ -443,6 +452,12 @@ class _TokenLogprob:
     token: str
     logprob: float
     top: list[tuple[str, float]]
+
+
+def _token_count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        return None
+    return value
 
 
 def _failure(error: LlmcliError) -> RequestFailed:
