@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.config import Settings, load_settings, settings_for_model
@@ -52,9 +52,9 @@ def _open_history(
     return store, store.load(target), info.model_ref
 
 
-@app.command(rich_help_panel="Generate")
 @sampling_options
 def chat(
+    cli: typer.Context,
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
     knobs: KnobFlags = KNOB_OPTIONS,
@@ -110,7 +110,7 @@ def chat(
     from llmcli.session.conversation import check_overflow_policy
     from llmcli.session.turns import ChatSession
 
-    env = Environment()
+    env = environment(cli)
     policy = check_overflow_policy(on_overflow)
     if continue_last and resume is not None:
         raise UsageError("--continue and --resume both given", hint="pass only one of them")

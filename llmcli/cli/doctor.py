@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import ExitStatus
 
@@ -24,8 +24,8 @@ _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 _LABEL_WIDTH = 14
 
 
-@app.command(rich_help_panel="Setup")
 def doctor(
+    cli: typer.Context,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (for scripts and bug reports).")
     ] = False,
@@ -35,7 +35,7 @@ def doctor(
     Exits 0 when healthy (warnings allowed: a CPU-only llama.cpp build is a
     warning), 1 when something must be fixed; each problem says how.
     """
-    env = Environment()
+    env = environment(cli)
     from llmcli.doctor import run_checks
 
     report = run_checks(env.environ)

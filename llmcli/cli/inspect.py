@@ -21,7 +21,7 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.ask import build_messages, notify
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.loading import ModelFlags, load_token_level, parse_loras
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
@@ -142,8 +142,8 @@ def tokenize_text(engine: TokenLevel, text: str, *, add_bos: bool, special: bool
     return Tokenized(ids, bos, eos)
 
 
-@app.command(rich_help_panel=INSPECT)
 def tokenize(
+    cli: typer.Context,
     text: Annotated[
         list[str] | None,
         typer.Argument(help="Text to tokenize (words are joined by spaces); else stdin, exactly."),
@@ -172,7 +172,7 @@ def tokenize(
 
       echo -n " hello" | llmcli tokenize --ids
     """
-    env = Environment()
+    env = environment(cli)
     if text:
         source = " ".join(text)
     elif not env.stdin_isatty:
@@ -245,8 +245,8 @@ def parse_ids(words: Sequence[str], n_vocab: int) -> list[int]:
     return ids
 
 
-@app.command(rich_help_panel=INSPECT)
 def detokenize(
+    cli: typer.Context,
     ids: Annotated[
         list[str] | None,
         typer.Argument(help="Token ids (spaces or commas); else read from stdin.", metavar="IDS"),
@@ -264,7 +264,7 @@ def detokenize(
     The text is written exactly (no newline added in a pipe), so
     'llmcli tokenize --ids TEXT | llmcli detokenize' gives TEXT back.
     """
-    env = Environment()
+    env = environment(cli)
     if ids:
         words = list(ids)
     elif not env.stdin_isatty:
@@ -341,8 +341,8 @@ def _tail(engine: TokenLevel, context: Sequence[int]) -> bytes:
     return b"".join(engine.token_bytes(i, special=True) for i in context[-CONTEXT_TAIL_TOKENS:])
 
 
-@app.command("next", rich_help_panel=INSPECT)
 def next_token(
+    cli: typer.Context,
     prompt: Annotated[
         list[str] | None,
         typer.Argument(help="The prompt. Piped stdin comes first, then these words."),
@@ -386,7 +386,7 @@ def next_token(
 
       llmcli next --raw --steps 5 --top 3 "The capital of France is"
     """
-    env = Environment()
+    env = environment(cli)
     if raw and system:
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
     settings = _settings(env, model)

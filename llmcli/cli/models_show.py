@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmcli.cli.models import models_app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from llmcli.store.gguf import GGUFFile
 
 
-@models_app.command("show")
 def show(
+    cli: typer.Context,
     ref: Annotated[
         str | None,
         typer.Argument(
@@ -74,7 +74,7 @@ def show(
         raise UsageError(
             "--template prints only the template", hint="drop --anatomy, or add --json"
         )
-    env = Environment()
+    env = environment(cli)
     from llmcli.store.gguf import read_gguf
     from llmcli.store.resolve import NO_MODEL_HINT, resolve_model
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.service.warm import describe_duration
@@ -50,8 +50,8 @@ def _human_bytes(n: int) -> str:
 # -- serve ----------------------------------------------------------------------------------
 
 
-@app.command(rich_help_panel=SERVER)
 def serve(
+    cli: typer.Context,
     keep_alive: Annotated[
         str | None,
         typer.Option(
@@ -168,8 +168,8 @@ def _server_or_none() -> Any:
         return None
 
 
-@app.command(rich_help_panel=SERVER)
 def ps(
+    cli: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """List the models loaded in llmcli's engine server: memory, idle time, queue.
@@ -180,7 +180,7 @@ def ps(
 
       llmcli ps --json | jq '.models[].model'
     """
-    env = Environment()
+    env = environment(cli)
     connection = _server_or_none()
     if connection is None:
         if json_output:
@@ -241,8 +241,8 @@ def _print_ps(env: Environment, info: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command(rich_help_panel=SERVER)
 def stop(
+    cli: typer.Context,
     model: Annotated[
         str | None,
         typer.Argument(help="Unload only this model (its file name); default: stop the server."),
@@ -256,7 +256,7 @@ def stop(
 
       llmcli stop SmolLM2-135M-Instruct.Q4_1
     """
-    env = Environment()
+    env = environment(cli)
     connection = _server_or_none()
     if connection is None:
         env.stdout.write("no engine server is running\n")
