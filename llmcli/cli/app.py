@@ -33,6 +33,7 @@ from llmcli.cli import (
     lens,
     models_manage,
     models_show,
+    next_token,
     prompts,
     pull,
     warm,
@@ -50,7 +51,7 @@ def _register_commands(app: typer.Typer) -> None:
     app.command(rich_help_panel="Generate")(ask.ask)
     app.command(rich_help_panel=inspect.INSPECT)(inspect.tokenize)
     app.command(rich_help_panel=inspect.INSPECT)(inspect.detokenize)
-    app.command("next", rich_help_panel=inspect.INSPECT)(inspect.next_token)
+    app.command("next", rich_help_panel=inspect.INSPECT)(next_token.next_token)
     app.command(rich_help_panel=inspect.INSPECT)(bench.bench)
     app.command(rich_help_panel="Generate")(chat.chat)
     app.command(rich_help_panel="Setup")(doctor.doctor)

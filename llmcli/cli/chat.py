@@ -118,29 +118,17 @@ def chat(
     settings = load_settings(env.environ)
     settings = settings_for_model(settings, model or stored_ref or settings.model)
     flags = ModelFlags(
-        model=model or stored_ref,
-        ctx=ctx,
-        gpu_layers=gpu_layers,
-        threads=threads,
-        chat_template=chat_template,
-        chat_format=chat_format,
-        verbose=verbose,
-        loras=parse_loras(lora),
-        engine=engine_name,
-        base_url=base_url,
-        keep_alive=keep_alive,
+        model or stored_ref, ctx, gpu_layers, threads, chat_template, chat_format, verbose
     )
+    flags.loras, flags.engine = parse_loras(lora), engine_name
+    flags.base_url, flags.keep_alive = base_url, keep_alive
     knobs.stop = tuple(stop or ())
     sampling = build_sampling(knobs, settings)
     engine, resolved = load_engine(flags, settings, env)
     session = ChatSession(
-        engine,
-        model_name=resolved.name,
-        model_ref=flags.model or settings.model,
-        store=store,
-        conversation=conversation,
-        policy=policy,
-    )
+        engine, model_name=resolved.name, model_ref=flags.model or settings.model,
+        store=store, conversation=conversation, policy=policy,
+    )  # fmt: skip
     if system is not None:
         session.set_system(system)
     elif conversation is None:

@@ -117,7 +117,8 @@ def _print_json(
     template: bool,
     memory: dict[str, object] | None,
 ) -> None:
-    from llmcli.store.anatomy import as_dict, build_anatomy, summary
+    from llmcli.store.anatomy import as_dict, build_anatomy
+    from llmcli.store.model_summary import summary
 
     data: dict[str, Any] = {"model": model, **summary(gguf), "source": source}
     if anatomy and not gguf.is_lora_adapter:
@@ -162,7 +163,8 @@ def _print_human(
 
     from llmcli.render.anatomy import anatomy_tree, summary_lines, summary_table
     from llmcli.render.console import make_console
-    from llmcli.store.anatomy import build_anatomy, summary
+    from llmcli.store.anatomy import build_anatomy
+    from llmcli.store.model_summary import summary
 
     facts = {"model": model, **summary(gguf), "source": source}
     show_tree = anatomy and not gguf.is_lora_adapter
