@@ -199,16 +199,14 @@ class LlamaEngine(LlamaTokens, LlamaCache):
         (handed to the sampler it would crash the process at the first token).
         """
         if sampling.grammar is not None:
-            key, make = sampling.grammar, lambda: sampling.grammar or ""
+            key = "gbnf:" + sampling.grammar
         elif sampling.json_schema is not None:
-            schema = sampling.json_schema
-            key = json.dumps(schema, sort_keys=True)
-            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+            key = "schema:" + json.dumps(sampling.json_schema, sort_keys=True)
         else:
             return None
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = make()
+            grammar = sampling.grammar or schema_to_gbnf(sampling.json_schema or {})
             check_grammar(self._lib, self._vocab, grammar)
             self._grammars[key] = grammar
         return grammar
