@@ -195,8 +195,8 @@ class LlamaEngine(LlamaTokens, LlamaCache):
     def grammar_for(self, sampling: Sampling) -> str | None:
         """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
 
-        A grammar llama.cpp cannot compile is a usage error here, before generation
-        (handed to the sampler it would crash the process at the first token).
+        A grammar llama.cpp cannot compile is a usage error here, before generation (handed
+        to the sampler it would crash the process at the first token).
         """
         if sampling.grammar is not None:
             key = "gbnf:" + sampling.grammar
@@ -206,7 +206,8 @@ class LlamaEngine(LlamaTokens, LlamaCache):
             return None
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = sampling.grammar or schema_to_gbnf(sampling.json_schema or {})
+            raw, schema = sampling.grammar, sampling.json_schema or {}
+            grammar = raw if raw is not None else schema_to_gbnf(schema)
             check_grammar(self._lib, self._vocab, grammar)
             self._grammars[key] = grammar
         return grammar
