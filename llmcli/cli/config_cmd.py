@@ -9,7 +9,6 @@ so they work on a broken one: that is how it gets fixed.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -38,6 +37,7 @@ from llmcli.config import (
 )
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.render.json_out import write_json
 
 KeyArg = Annotated[
     str,
@@ -85,7 +85,7 @@ def show(
     if model or settings.model:
         settings = settings_for_model(settings, model or settings.model)
     if json_output:
-        env.stdout.write(json.dumps(settings_json(settings), ensure_ascii=False, indent=2) + "\n")
+        write_json(env.stdout, settings_json(settings), indent=2)
         return
     env.stdout.write(settings_text(settings))
 

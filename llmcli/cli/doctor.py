@@ -7,7 +7,6 @@ reports.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,7 @@ import typer
 from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import ExitStatus
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.doctor import Report
@@ -40,7 +40,7 @@ def doctor(
 
     report = run_checks(env.environ)
     if json_output:
-        env.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_json(env.stdout, report.to_dict(), indent=2)
     else:
         print_report(env, report)
     if not report.healthy:

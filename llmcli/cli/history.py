@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +11,7 @@ import typer
 from llmcli.cli import options as opt
 from llmcli.cli.base import environment
 from llmcli.context import Environment
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.session.history import ConversationInfo, HistoryStore
@@ -27,7 +27,7 @@ def _store() -> HistoryStore:
 
 
 def _print_json(env: Environment, data: Any) -> None:
-    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2)
     env.stdout.flush()
 
 

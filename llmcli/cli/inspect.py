@@ -10,7 +10,6 @@ the engine keeps the longest common prefix in its KV cache.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import TokenLevel
 from llmcli.errors import UsageError
+from llmcli.render.json_out import write_json
 from llmcli.render.tokens import (
     TokenRow,
     piece_text,
@@ -102,7 +102,7 @@ def _settings(env: Environment, model: str | None) -> Settings:
 
 
 def _write_json(env: Environment, data: dict[str, Any]) -> None:
-    env.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    write_json(env.stdout, data)
     env.stdout.flush()
 
 

@@ -7,7 +7,6 @@ and skipped, so one bad folder cannot break the others.
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,6 +16,7 @@ from llmcli.cli.base import environment
 from llmcli.cli.confirm import confirm_removal
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.store.catalog import StoredModel
@@ -108,7 +108,7 @@ def list_models(
     entries = [_model_json(m, aliases.get(m.ref, [])) for m in models]
     entries += _other_entries(models, all_aliases, env)
     if json_output:
-        env.stdout.write(json.dumps(entries, indent=2) + "\n")
+        write_json(env.stdout, entries, indent=2, ascii=True)
         return
     if not entries:
         env.stderr.write("no models in the store yet: llmcli pull OWNER/REPO\n")

@@ -8,7 +8,6 @@ their parameter counts. A terminal gets Rich tables; a pipe gets plain
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -16,6 +15,7 @@ import typer
 from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.render.json_out import write_json
 
 SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
@@ -128,7 +128,7 @@ def _print_json(
     if memory is not None:
         data["memory"] = memory
     # ensure_ascii: strings from the file cannot smuggle raw C1 controls into a terminal.
-    env.stdout.write(json.dumps(data, ensure_ascii=True, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2, ascii=True)
 
 
 def _print_template(env: Environment, gguf: GGUFFile) -> None:

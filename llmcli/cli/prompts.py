@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import asdict
@@ -15,6 +14,7 @@ from llmcli.cli.base import environment
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.render.json_out import write_json
 
 NameArg = Annotated[
     str, typer.Argument(metavar="NAME", help="The saved prompt's name (see 'prompts list').")
@@ -38,7 +38,7 @@ prompt = '''
 
 
 def _print_json(env: Environment, data: Any) -> None:
-    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2)
     env.stdout.flush()
 
 

@@ -7,7 +7,6 @@ instead of loading it themselves; see :mod:`llmcli.engine.served`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -19,6 +18,7 @@ import typer
 from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.render.json_out import write_json
 from llmcli.service.warm import describe_duration
 
 SERVER = "Server"
@@ -184,7 +184,7 @@ def ps(
     connection = _server_or_none()
     if connection is None:
         if json_output:
-            env.stdout.write(json.dumps({"running": False, "models": []}) + "\n")
+            write_json(env.stdout, {"running": False, "models": []}, ascii=True)
         else:
             env.stdout.write("no engine server is running\n")
         env.stdout.flush()
@@ -197,7 +197,7 @@ def ps(
         data = {k: info[k] for k in ("pid", "version", "started", "keep_alive", "budget_bytes")}
         data["running"] = True
         data["models"] = info["models"]
-        env.stdout.write(json.dumps(data) + "\n")
+        write_json(env.stdout, data, ascii=True)
         env.stdout.flush()
         return
     _print_ps(env, info)
