@@ -95,7 +95,7 @@ KNOBS: dict[str, Knob] = {
              shown_default="0.0 = off", note="0 = off", llama="presence_penalty",
              remote="presence_penalty"),
         Knob("seed", "optional_int", None, "Random seed: the same seed gives the same text.",
-             config=False, unset="random"),
+             0, 2**32 - 2, config=False, unset="random"),  # 32-bit in llama.cpp: never wrapped
         Knob("max_tokens", "optional_int", None, "Generate at most N tokens.", 1,
              flags=("-n",), unset="until the model stops or the context is full",
              example=512),

@@ -155,12 +155,11 @@ def run(argv: Sequence[str] | None = None, env: Environment | None = None) -> in
     """
     debug = os.environ.get("LLMCLI_DEBUG", "") not in ("", "0")
     try:
-        result = app(
-            args=list(argv) if argv is not None else None,
-            prog_name=PROG,
-            standalone_mode=False,
-            obj=env or Environment(),
-        )
+        from llmcli.session.inputs import check_argv
+
+        args = list(argv) if argv is not None else sys.argv[1:]
+        check_argv(args)
+        result = app(args=args, prog_name=PROG, standalone_mode=False, obj=env or Environment())
         return int(result) if isinstance(result, int) else ExitStatus.OK
     except LlmcliError as exc:
         if debug:

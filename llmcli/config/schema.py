@@ -116,7 +116,7 @@ KEYS: dict[str, Key] = {
             per_model=False, example="bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
             unset="the bundled SmolLM2"),
         *(_knob_key(knob) for knob in KNOBS.values() if knob.config),
-        Key("ctx", "int", "context window in tokens", 1, example=4096,
+        Key("ctx", "int", "context window in tokens", 1, 1 << 30, example=4096,
             unset="the model's trained context, at most 4096"),
         Key("gpu_layers", "gpu_layers", "layers to offload: N, all or auto"),
         Key("threads", "int", "CPU threads", 1, example=4, unset="physical cores"),

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from llmcli.engine.base import (
+    Embeddings,
     Generation,
     GenerationStats,
     LoadOptions,
@@ -172,6 +173,12 @@ class LlamaEngine(LlamaTokens, LlamaCache):
 
     def token_level(self) -> TokenLevel:
         return self
+
+    def embeddings(self) -> Embeddings:
+        """Pooled vectors from a side context of this model (``llmcli.engine.embed``)."""
+        from llmcli.engine.embed import LocalEmbeddings
+
+        return LocalEmbeddings(self)
 
     def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
@@ -331,27 +338,6 @@ class LlamaEngine(LlamaTokens, LlamaCache):
             return CheckedGrammarSampler(self._lib, chain, self._vocab, grammar, self.n_vocab)
 
         llama._init_sampler = init_sampler
-
-    def _piece(self, text: str, token: int, logprobs: int) -> TokenPiece:
-        if not logprobs:
-            return TokenPiece(text=text, token_id=token)
-        dist = self._last_logprobs()
-        top = np.argpartition(dist, -logprobs)[-logprobs:]
-        top = top[np.argsort(dist[top])[::-1]]
-        return TokenPiece(
-            text=text,
-            token_id=token,
-            logprob=float(dist[token]),
-            top=[(self.token_text(int(i)), float(dist[i])) for i in top],
-        )
-
-    def _last_logprobs(self) -> np.ndarray:
-        """Log-softmax of the logits at the last evaluated position."""
-        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
-        shifted = logits - logits.max()
-        result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
-        return result
 
     def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
         """The model's log-probabilities for the token after ``prompt`` (one forward pass)."""

@@ -11,7 +11,9 @@ import ctypes
 from collections.abc import Sequence
 from typing import Any
 
-from llmcli.engine.base import Message
+import numpy as np
+
+from llmcli.engine.base import Message, TokenPiece
 from llmcli.engine.template import BUILTIN_FORMATS, DEFAULT_FORMAT, ChatTemplate
 
 
@@ -19,6 +21,8 @@ class LlamaTokens:
     _llama: Any
     _lib: Any
     _vocab: Any
+    _ctx: Any
+    n_vocab: int
     _pieces: dict[int, bytes]
     _special_pieces: dict[int, bytes]
     model_name: str
@@ -105,3 +109,26 @@ class LlamaTokens:
         return self.tokenize(text, add_bos=True, special=False)
 
     # -- generation -----------------------------------------------------------
+
+    # -- distributions ------------------------------------------------------
+
+    def _piece(self, text: str, token: int, logprobs: int) -> TokenPiece:
+        if not logprobs:
+            return TokenPiece(text=text, token_id=token)
+        dist = self._last_logprobs()
+        top = np.argpartition(dist, -logprobs)[-logprobs:]
+        top = top[np.argsort(dist[top])[::-1]]
+        return TokenPiece(
+            text=text,
+            token_id=token,
+            logprob=float(dist[token]),
+            top=[(self.token_text(int(i)), float(dist[i])) for i in top],
+        )
+
+    def _last_logprobs(self) -> np.ndarray:
+        """Log-softmax of the logits at the last evaluated position."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
+        return result

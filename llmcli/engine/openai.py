@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,7 @@ from llmcli.engine.stops import StopMatcher
 from llmcli.errors import LlmcliError, ServiceUnavailable, UsageError
 
 if TYPE_CHECKING:
-    import numpy as np
+    from llmcli.engine.embed import RemoteEmbeddings
 
 
 _CONTEXT_KEYS = ("max_model_len", "context_length", "max_context_length", "n_ctx")
@@ -173,14 +173,11 @@ class OpenAIEngine:
         if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
             self.n_ctx = match.context_length
 
-    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
-        from llmcli.engine.embed import remote_embeddings
+    def embeddings(self) -> RemoteEmbeddings:
+        """``/v1/embeddings`` (the server pools and normalizes; retried like a generation)."""
+        from llmcli.engine.embed import RemoteEmbeddings
 
-        result: list[np.ndarray] = self._with_retries(
-            lambda: remote_embeddings(self._http, self.model_name, texts)
-        )
-        return result
+        return RemoteEmbeddings(self._http, self.model_name, self._with_retries)
 
     # -- prompts and generation -------------------------------------------------
 
@@ -241,6 +238,7 @@ class OpenAIEngine:
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
         reader = ChunkReader(stats, StopMatcher(sampling.stop), self.config.read_timeout_s)
+        reader.max_tokens = sampling.max_tokens  # a server may ignore max_tokens: stop here too
         attempt = 0
         try:
             while not cancel.is_set():

@@ -38,6 +38,7 @@ class ChunkReader:
         self._counted = 0
         self._server_finish: str | None = None
         self._usage = False
+        self.max_tokens: int | None = None
 
     def pieces(self, lines: Iterable[str], cancel: threading.Event) -> Iterator[TokenPiece]:
         """Pieces from one response; a malformed or cut stream raises :class:`RequestFailed`.
@@ -60,6 +61,9 @@ class ChunkReader:
                         yield piece
                         if self.stops.stopped:
                             return
+                    if self.max_tokens is not None and self._counted >= self.max_tokens:
+                        self._server_finish = "length"  # the server ignored max_tokens
+                        return
                 if time.perf_counter() - last_token > self.token_timeout_s:
                     raise _failure(
                         TemporaryFailure(
@@ -125,16 +129,20 @@ class ChunkReader:
         ]
 
     def _read_usage(self, usage: Any) -> None:
+        """The server's token counts; negative, boolean or absurd ones are ignored."""
         if not isinstance(usage, dict):
             return
-        if isinstance(usage.get("prompt_tokens"), int):
-            self.stats.prompt_tokens = usage["prompt_tokens"]
-        if isinstance(usage.get("completion_tokens"), int):
-            self.stats.generated_tokens = usage["completion_tokens"]
+        prompt = _token_count(usage.get("prompt_tokens"))
+        if prompt is not None:
+            self.stats.prompt_tokens = prompt
+        completion = _token_count(usage.get("completion_tokens"))
+        if completion is not None:
+            self.stats.generated_tokens = completion
             self._usage = True
         details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            self.stats.cached_tokens = details["cached_tokens"]
+        cached = _token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        if cached is not None:
+            self.stats.cached_tokens = cached
 
     def fail(self, error: LlmcliError) -> None:
         """An error after the first token: the answer so far stands, marked as failed."""
@@ -166,6 +174,12 @@ class _TokenLogprob:
     token: str
     logprob: float
     top: list[tuple[str, float]]
+
+
+def _token_count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        return None
+    return value
 
 
 def _failure(error: LlmcliError) -> RequestFailed:
