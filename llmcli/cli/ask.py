@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.each import (
     EachCommand,
     EachFileOpt,
@@ -97,9 +97,9 @@ def notify(env: Environment, message: str) -> None:
     )
 
 
-@app.command(rich_help_panel="Generate")
 @sampling_options
 def ask(
+    cli: typer.Context,
     prompt: Annotated[
         list[str] | None,
         typer.Argument(
@@ -178,7 +178,7 @@ def ask(
 
       llmcli ask --each-line --json "Classify the sentiment:" < reviews.txt
     """
-    env = Environment()
+    env = environment(cli)
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
     saved = load_saved(prompt_name)
     output = resolve_output(OutputFlags(schema, json_object, grammar), saved)

@@ -402,9 +402,7 @@ class _Turn:
                 if not self._send(frame):
                     break
         finally:
-            close = getattr(generation.pieces, "close", None)
-            if close is not None:
-                close()
+            generation.close()  # the generation protocol: waits for the engine to stop
         stats = asdict(generation.stats)
         if self.cancelled.is_set():
             log.info(

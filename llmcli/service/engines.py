@@ -175,6 +175,9 @@ def load_engine(
     from llmcli.store.adapters import check_adapters
     from llmcli.store.gguf import check_model_file
 
+    if env.engine_loader is not None:
+        loaded: tuple[Engine, ResolvedModel] = env.engine_loader(flags, settings)
+        return loaded
     remote = choose_remote(flags, settings, env)
     if remote is not None:
         return load_remote(remote, flags, env)
