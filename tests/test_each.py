@@ -130,7 +130,7 @@ def test_default_parallel(items: int, n_ctx: int, local: bool, expected: int) ->
         ["--each-line", "--each-file", "x.txt", "hi"],
         ["--each-line", "--null", "--json", "hi"],
         ["--each-line", "--continue", "hi"],
-        ["--each-line", "--schema", "name", "hi"],
+        ["--each-line", "--schema", "age integr", "hi"],
     ],
 )
 def test_meaningless_combinations_are_usage_errors(args: list[str]) -> None:

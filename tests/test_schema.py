@@ -366,3 +366,30 @@ def test_prompts_edit_checks_the_file_after_the_editor(llmcli_home: Path) -> Non
     template = run_cli("prompts", "edit", "p2", env={"EDITOR": "true"})
     assert template.returncode == 0  # the commented template is itself valid
     assert "{input}" in (llmcli_home / "config" / "prompts" / "p2.toml").read_text()
+
+
+# -- --each-line --------------------------------------------------------------------------------
+
+
+def test_each_line_with_a_schema_gives_one_valid_object_per_line() -> None:
+    reviews = ["I love it!", "Terrible, it broke.", "It is fine.", "Best day ever", "Meh."]
+    result = run_cli(
+        "ask", *ONE_THREAD, "--each-line", "--parallel", "2", "--greedy", "-n", "60",
+        "--schema", json.dumps(SCHEMAS["enum"]), "Classify the sentiment:",
+        input="\n".join(reviews) + "\n", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == len(reviews)
+    for line in lines:
+        validate_answer(SCHEMAS["enum"], line)
+
+
+def test_each_line_items_that_are_cut_off_fail_alone() -> None:
+    result = run_cli(
+        "ask", *ONE_THREAD, "--each-line", "--greedy", "-n", "3", "--json-object", "x",
+        input="a\nb\n", timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 65
+    assert result.stdout == b"\n\n"  # an empty record per failed item keeps positions
+    assert result.stderr.count(b"cut off after 3 tokens") >= 2

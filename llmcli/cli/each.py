@@ -17,13 +17,13 @@ import typer
 
 from llmcli.config import Settings
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, Sampling
-from llmcli.errors import UsageError
+from llmcli.engine.base import Engine, GenerationStats, Sampling
+from llmcli.errors import LlmcliError, UsageError
 from llmcli.session.inputs import EncodingErrors, read_stdin
 
 if TYPE_CHECKING:
     from llmcli.cli.loading import ModelFlags
-    from llmcli.service.each import EachItem
+    from llmcli.service.each import AnswerCheck, EachItem
 
 EACH = "Many inputs"
 
@@ -93,10 +93,9 @@ def check_each_flags(
 ) -> None:
     """Refuse combinations that mean nothing, before anything is loaded.
 
-    ``output`` is ask's structured-output choice and ``saved`` its saved prompt: neither
-    is supported per item yet.
+    ``saved`` is ask's saved prompt (``-p``): not supported per item yet. Structured
+    output (``output``) is: every item is constrained and validated.
     """
-    constrained = bool(getattr(output, "constrained", False)) or saved is not None
     if not each.active:
         for given, name in ((each.parallel is not None, "--parallel"), (each.null, "--null")):
             if given:
@@ -106,10 +105,10 @@ def check_each_flags(
         raise UsageError("--each-line and --each-file both given", hint="pass only one of them")
     if each.null and json_mode:
         raise UsageError("--null and --json both given", hint="--json is one object per line")
-    if constrained:
+    if saved is not None:
         raise UsageError(
-            f"--schema, --json-object, --grammar and --prompt do not work with {_which(each)} yet",
-            hint="drop them, or run one ask per item",
+            f"--prompt does not work with {_which(each)} yet",
+            hint="drop it, or give the prompt's text and flags directly",
         )
     for given, name in ((continued, "--continue"), (show_probs, "--show-probs")):
         if given:
@@ -172,15 +171,23 @@ def ask_each(
     env = command.env
     system = command.system if command.system is not None else settings.system
     request = EachRequest(command.words, system, command.raw, each.parallel)
+    structured = sampling.json_schema is not None or sampling.grammar is not None
+    grammar_for = getattr(engine, "grammar_for", None)
+    if structured and grammar_for is not None:
+        grammar_for(sampling)  # a grammar llama.cpp cannot compile fails before any item
     output = open_records(
         env,
         json_mode=command.json_mode,
         null=each.null,
         model_name=command.model_name,
         logprobs=sampling.logprobs,
+        structured=structured,
+        schema=sampling.json_schema,
     )
     started = time.perf_counter()
-    summary = run_each(engine, items, request, sampling, output, open_progress(env, len(items)))
+    check = _answer_check(sampling.json_schema) if structured else None
+    progress = open_progress(env, len(items))
+    summary = run_each(engine, items, request, sampling, output, progress, check)
     if command.stats:
         from llmcli.cli.ask import notify
 
@@ -188,6 +195,20 @@ def ask_each(
         elapsed = time.perf_counter() - started
         notify(env, format_summary(len(items), len(summary.failed), tokens, elapsed))
     raise_for_each(summary)
+
+
+def _answer_check(schema: dict[str, Any] | None) -> AnswerCheck:
+    """``--schema`` with ``--each-line``: an answer that is cut off or invalid fails its item."""
+    from llmcli.structured import checked_answer
+
+    def check(text: str, stats: GenerationStats) -> LlmcliError | None:
+        try:
+            checked_answer(schema, text, stats.finish_reason, stats.generated_tokens)
+        except LlmcliError as exc:
+            return exc
+        return None
+
+    return check
 
 
 def read_each_items(command: EachCommand, each: EachFlags) -> list[EachItem]:

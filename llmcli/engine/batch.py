@@ -277,6 +277,9 @@ class BatchDecoder:
                 getattr(sampling, "presence_penalty", 0.0),
             )
         )
+        grammar = self._engine.grammar_for(sampling)  # compiled and checked once, cached
+        if grammar:  # --schema/--json-object/--grammar: where Llama.generate puts it too
+            add(lib.llama_sampler_init_grammar(self._engine._vocab, grammar.encode(), b"root"))
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
         temp = 0.0 if sampling.greedy else sampling.temperature
         if temp < 0.0:

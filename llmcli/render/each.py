@@ -135,11 +135,52 @@ class JsonRecords(_Records):
         self._report(index, source, error)
 
 
+class StructuredRecords(_Records):
+    """``--schema``: each answer's validated JSON on one line (an empty line if it failed)."""
+
+    def __init__(self, env: Environment, schema: dict[str, Any] | None) -> None:
+        super().__init__(env)
+        self.schema = schema
+
+    def begin(self, index: int) -> None:
+        pass
+
+    def feed(self, text: str) -> None:
+        pass  # written once validated
+
+    def end(
+        self,
+        index: int,
+        source: dict[str, Any],
+        pieces: list[TokenPiece],
+        stats: GenerationStats,
+        error: LlmcliError | None,
+    ) -> None:
+        from llmcli.structured import checked_answer
+
+        line = ""
+        if error is None:
+            text = "".join(p.text for p in pieces)
+            line = checked_answer(self.schema, text, stats.finish_reason, stats.generated_tokens)
+        self.out.write(line + "\n")
+        self.out.flush()
+        self._report(index, source, error)
+
+
 def open_records(
-    env: Environment, *, json_mode: bool, null: bool, model_name: str, logprobs: int
-) -> PlainRecords | NulRecords | JsonRecords:
+    env: Environment,
+    *,
+    json_mode: bool,
+    null: bool,
+    model_name: str,
+    logprobs: int,
+    structured: bool = False,
+    schema: dict[str, Any] | None = None,
+) -> PlainRecords | NulRecords | JsonRecords | StructuredRecords:
     if json_mode:
         return JsonRecords(env, model_name, logprobs)
+    if structured:
+        return StructuredRecords(env, schema)
     return NulRecords(env) if null else PlainRecords(env)
 
 

@@ -46,6 +46,9 @@ from llmcli.errors import (
 )
 from llmcli.session.inputs import MAX_STDIN_BYTES, EncodingErrors, combine_prompt, decode_input
 
+AnswerCheck = Callable[[str, GenerationStats], "LlmcliError | None"]
+"""Judges a finished answer (``--schema``): the error that fails its item, or None."""
+
 MAX_PARALLEL = 64
 DEFAULT_PARALLEL = 8
 MIN_SHARE = 512
@@ -321,7 +324,10 @@ class _Crash:
 class InOrder:
     """Passes events to the output in input order, streaming the earliest unfinished item."""
 
-    def __init__(self, items: Sequence[EachItem], output: EachOutput) -> None:
+    def __init__(
+        self, items: Sequence[EachItem], output: EachOutput, check: AnswerCheck | None = None
+    ) -> None:
+        self.check = check
         self.items = list(items)
         self.outcomes = [ItemOutcome(item) for item in self.items]
         self.output = output
@@ -337,6 +343,8 @@ class InOrder:
                 self.output.feed(event.piece.text)
         if event.stats is not None:
             outcome.stats, outcome.error, outcome.done = event.stats, event.error, True
+            if outcome.error is None and self.check is not None:
+                outcome.error = self.check(outcome.text, outcome.stats)
             self._advance()
 
     def _advance(self) -> None:
@@ -381,6 +389,7 @@ def run_each(
     sampling: Sampling,
     output: EachOutput,
     progress: EachProgress | None = None,
+    check: AnswerCheck | None = None,
 ) -> EachSummary:
     """Answer every item, ``request.parallel`` at a time, writing answers in input order."""
     local = _in_process(engine)
@@ -389,7 +398,7 @@ def run_each(
         local_events if local else remote_events
     )
     cancel = threading.Event()
-    order = InOrder(items, output)
+    order = InOrder(items, output, check)
     started, tokens, done = time.perf_counter(), 0, 0
     stream = events(engine, items, request, sampling, parallel, cancel)
     summary = EachSummary(order.outcomes)
