@@ -66,7 +66,9 @@ class Settings:
     top_k: int = 40
     min_p: float = 0.05
     repeat_penalty: float = 1.0
-    max_tokens: int | None = None
+    max_tokens: int | None = 512
+    """512 by default: SmolLM2 at the default sampling sometimes loops until the context
+    is full (benchmarks/bench_quickstart.py); 0 in the file or a flag means no cap."""
     ctx: int | None = None
     gpu_layers: str = "auto"
     threads: int | None = None
@@ -120,7 +122,7 @@ KEYS: dict[str, Key] = {
         Key("top_k", "int", "top-k sampling, 0 = off", 0),
         Key("min_p", "float", "min-p sampling", 0.0, 1.0),
         Key("repeat_penalty", "float", "repetition penalty, 1.0 = off", 0.0),
-        Key("max_tokens", "int", "generate at most N tokens", 1, example=512,
+        Key("max_tokens", "int", "generate at most N tokens, 0 = no limit", 0,
             unset="until the model stops or the context is full"),
         Key("ctx", "int", "context window in tokens", 1, example=4096,
             unset="the model's trained context, at most 4096"),

@@ -56,6 +56,12 @@ def _pick(flag: object, default: object) -> object:
     return default if flag is None else flag
 
 
+def _max_tokens(flag: int | None, setting: int | None) -> int | None:
+    """The flag over the setting; 0 (``--max-tokens 0``/``none``, ``max_tokens = 0``) is no cap."""
+    value = setting if flag is None else flag
+    return value or None
+
+
 def build_sampling(flags: SamplingFlags, settings: Settings) -> Sampling:
     """Flags over settings; ``--greedy`` means temperature 0 (argmax)."""
     return Sampling(
@@ -65,7 +71,7 @@ def build_sampling(flags: SamplingFlags, settings: Settings) -> Sampling:
         min_p=float(_pick(flags.min_p, settings.min_p)),  # type: ignore[arg-type]
         repeat_penalty=float(_pick(flags.repeat_penalty, settings.repeat_penalty)),  # type: ignore[arg-type]
         seed=flags.seed,
-        max_tokens=flags.max_tokens if flags.max_tokens is not None else settings.max_tokens,
+        max_tokens=_max_tokens(flags.max_tokens, settings.max_tokens),
         stop=tuple(flags.stop or ()),
         greedy=flags.greedy,
         logprobs=flags.logprobs,

@@ -94,13 +94,31 @@ SeedOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def parse_max_tokens(text: str) -> int:
+    """``N`` ≥ 0, or ``none``; 0 and ``none`` mean no cap (until the model stops)."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "off", "unlimited"):
+        return 0
+    try:
+        value = int(lowered)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number or 'none'") from None
+    if value < 0:
+        raise typer.BadParameter(f"{value} is below 0 (0 or 'none' means no limit)")
+    return value
+
+
 MaxTokensOpt = Annotated[
     int | None,
     typer.Option(
         "--max-tokens",
         "-n",
-        min=1,
-        help="Generate at most N tokens [default: until the model stops or the context is full].",
+        parser=parse_max_tokens,
+        metavar="N",
+        help="Generate at most N tokens; 0 or 'none': until the model stops or the context "
+        "is full. Default 512 (config key max_tokens).",
         rich_help_panel=SAMPLING,
         show_default=False,
     ),
