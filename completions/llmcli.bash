@@ -18,9 +18,9 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
         "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
         "config") echo "-h --help" ;;
@@ -70,6 +70,7 @@ _llmcli_option_value() {
         "ask|--top-k") echo "text" ;;
         "ask|--min-p") echo "text" ;;
         "ask|--repeat-penalty") echo "text" ;;
+        "ask|--presence-penalty") echo "text" ;;
         "ask|--seed") echo "text" ;;
         "ask|-n"|"ask|--max-tokens") echo "text" ;;
         "ask|--stop") echo "text" ;;
@@ -99,6 +100,7 @@ _llmcli_option_value() {
         "chat|--top-k") echo "text" ;;
         "chat|--min-p") echo "text" ;;
         "chat|--repeat-penalty") echo "text" ;;
+        "chat|--presence-penalty") echo "text" ;;
         "chat|--seed") echo "text" ;;
         "chat|-n"|"chat|--max-tokens") echo "text" ;;
         "chat|--stop") echo "text" ;;
@@ -171,9 +173,9 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
         "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;

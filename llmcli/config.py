@@ -43,6 +43,7 @@ else:  # pragma: no cover - Python 3.10
 
 from llmcli import paths
 from llmcli.errors import DataError, StorageError, UsageError
+from llmcli.knobs import KNOBS, Knob
 
 CONFIG_ENV = "LLMCLI_CONFIG"
 ENV_PREFIX = "LLMCLI_"
@@ -56,19 +57,15 @@ DEFAULT_KEEP_ALIVE = "5m"
 FIX_HINT = "edit it with 'llmcli config edit', or move it away"
 
 
+def _knob_defaults() -> dict[str, Any]:
+    return {k.name: k.default for k in KNOBS.values() if k.config}
+
+
 @dataclass
 class Settings:
     """Values in force for one command; ``sources`` says where each came from."""
 
     model: str | None = None
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    max_tokens: int | None = 512
-    """512 by default: SmolLM2 at the default sampling sometimes loops until the context
-    is full (benchmarks/bench_quickstart.py); 0 in the file or a flag means no cap."""
     ctx: int | None = None
     gpu_layers: str = "auto"
     threads: int | None = None
@@ -76,6 +73,8 @@ class Settings:
     theme: str | None = None
     keep_alive: str = DEFAULT_KEEP_ALIVE
     """How long the engine server keeps models loaded after the last call ("0": no server)."""
+    knobs: dict[str, Any] = field(default_factory=_knob_defaults)
+    """The sampling knobs the config file may set (``settings.temperature`` reads them)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     """``{key: "default" | "file" | "file [models.NAME]" | "env LLMCLI_X"}``."""
     model_tables: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
@@ -86,6 +85,22 @@ class Settings:
 
     def source(self, key: str) -> str:
         return self.sources.get(key, DEFAULT)
+
+    def knob(self, name: str) -> Any:
+        return self.knobs[name]
+
+    def __getattr__(self, name: str) -> Any:
+        knobs = self.__dict__.get("knobs")
+        if knobs is not None and name in knobs:
+            return knobs[name]
+        raise AttributeError(f"{type(self).__name__!r} has no setting {name!r}")
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one key, a knob or a plain field."""
+        if name in self.knobs:
+            self.knobs[name] = value
+        else:
+            setattr(self, name, value)
 
 
 # ---- the schema ------------------------------------------------------------------------
@@ -111,19 +126,26 @@ class Key:
         return ENV_PREFIX + self.name.upper()
 
 
+def _knob_key(knob: Knob) -> Key:
+    """A sampling knob as a config key (declared in :data:`llmcli.knobs.KNOBS`)."""
+    return Key(
+        knob.name,
+        "float" if knob.kind == "float" else "int",
+        knob.config_help,
+        knob.minimum,
+        knob.maximum,
+        example=knob.example,
+        unset=knob.unset,
+    )
+
+
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
         Key("model", "str", "default model: a .gguf path, OWNER/REPO[:QUANT], an alias",
             per_model=False, example="bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
             unset="the bundled SmolLM2"),
-        Key("temperature", "float", "sampling temperature (0 = greedy)", 0.0),
-        Key("top_p", "float", "nucleus sampling", 0.0, 1.0),
-        Key("top_k", "int", "top-k sampling, 0 = off", 0),
-        Key("min_p", "float", "min-p sampling", 0.0, 1.0),
-        Key("repeat_penalty", "float", "repetition penalty, 1.0 = off", 0.0),
-        Key("max_tokens", "int", "generate at most N tokens, 0 = no limit", 0,
-            unset="until the model stops or the context is full"),
+        *(_knob_key(knob) for knob in KNOBS.values() if knob.config),
         Key("ctx", "int", "context window in tokens", 1, example=4096,
             unset="the model's trained context, at most 4096"),
         Key("gpu_layers", "gpu_layers", "layers to offload: N, all or auto"),
@@ -506,7 +528,7 @@ def load_settings(
 
 
 def _assign(settings: Settings, name: str, value: Any, source: str) -> None:
-    setattr(settings, name, value)
+    settings.set(name, value)
     settings.sources[name] = source
 
 
@@ -520,7 +542,9 @@ def settings_for_model(settings: Settings, *refs: str | None) -> Settings:
     name = find_model_table(settings.model_tables, refs)
     if name is None:
         return settings
-    result = replace(settings, sources=dict(settings.sources), model_table=name)
+    result = replace(
+        settings, knobs=dict(settings.knobs), sources=dict(settings.sources), model_table=name
+    )
     for key, value in settings.model_tables[name].items():
         if not result.source(key).startswith("env"):
             _assign(result, key, value, f"{FILE} [models.{name}]")

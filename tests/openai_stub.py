@@ -3,7 +3,10 @@
 Each POST to ``/v1/chat/completions`` or ``/v1/completions`` takes the next
 scripted :class:`Reply` (a well-formed stream when the script is empty);
 ``POST /v1/embeddings`` answers :func:`stub_embedding` of each input unless scripted;
-``GET /v1/models`` answers ``models_reply``. Every request is recorded, and a
+``GET /v1/models`` answers ``models_reply``. With ``tokenizer`` set it also
+answers llama-server's ``POST /apply-template`` and ``POST /tokenize`` (one token
+per whitespace-separated word, a fixed overhead per message); without it those
+routes are 404, as on vLLM. Every request is recorded, and a
 reply that waits for the client to go away sets ``disconnected`` when it does,
 so tests can check that llmcli really closed the stream.
 """
@@ -49,6 +52,7 @@ class OpenAIStub:
     requests: list[Recorded] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
     models_reply: Reply | None = None
+    tokenizer: bool = False
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -60,7 +64,7 @@ class OpenAIStub:
         self.replies.extend(replies)
 
     def completions(self) -> list[Recorded]:
-        return [r for r in self.requests if r.method == "POST"]
+        return [r for r in self.requests if r.method == "POST" and r.path.startswith("/v1/")]
 
     def start(self) -> OpenAIStub:
         stub = self
@@ -112,12 +116,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._record() or {}
+        if not self.path.startswith("/v1/"):
+            return self._tokenizer_route(body)
         default = embeddings() if self.path.rstrip("/").endswith("/embeddings") else None
         if default is not None and not self.owner.replies:
             return default.action(self, self.owner)
         reply = self.owner.replies.popleft() if self.owner.replies else stream(["Hello", " world"])
         self.chat = "messages" in body
         reply.action(self, self.owner)
+
+    def _tokenizer_route(self, body: dict[str, Any]) -> None:
+        """llama-server's template and tokenizer endpoints (at the root, not under /v1)."""
+        if not self.owner.tokenizer or self.path not in ("/apply-template", "/tokenize"):
+            return send_json(self, 404, {"error": {"message": f"no route {self.path}"}})
+        if self.path == "/apply-template":
+            text = "".join(f"<{m['role']}> {m['content']} </s> " for m in body["messages"])
+            return send_json(self, 200, {"prompt": text + "<assistant>"})
+        send_json(self, 200, {"tokens": list(range(len(str(body["content"]).split())))})
 
 
 # ---- low-level writers --------------------------------------------------------------------
@@ -323,3 +338,13 @@ def raw_events(*payloads: bytes) -> Reply:
         end_stream(handler)
 
     return Reply(act, "raw")
+
+
+def model_list(context_length: int) -> Reply:
+    """``GET /v1/models`` naming the stub's model with a context size (as vLLM does)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        entry = {"id": MODEL, "object": "model", "max_model_len": context_length}
+        send_json(handler, 200, {"object": "list", "data": [entry]})
+
+    return Reply(act, "models")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcli.engine.base import LoadOptions, Message, Sampling, round_ctx
+from llmcli.engine.base import LoadOptions, Message, Prompt, Sampling, round_ctx
 from llmcli.engine.hardware import (
     ALL_LAYERS,
     _cores_from_cpuinfo,
@@ -165,3 +165,16 @@ def test_the_same_prompt_twice_gives_the_same_greedy_answer(engine) -> None:  # 
     assert answers[0] and answers[0] == answers[1]
     first = engine.next_token_logprobs(prompt).argmax()
     assert engine.next_token_logprobs(prompt).argmax() == first
+
+
+def test_presence_penalty_reaches_llama_cpp(engine) -> None:  # type: ignore[no-untyped-def]
+    """A knob declared once (llmcli/knobs.py) is applied by the local engine: with the
+    same seed, penalizing tokens already generated changes a repetitive answer."""
+    prompt = Prompt.raw("List the numbers: 1, 2, 1, 2, 1, 2,")
+    plain = engine.generate(prompt, Sampling(seed=3, max_tokens=24)).text()
+    again = engine.generate(prompt, Sampling(seed=3, max_tokens=24)).text()
+    penalized = engine.generate(
+        prompt, Sampling(seed=3, max_tokens=24, presence_penalty=2.0)
+    ).text()
+    assert plain == again
+    assert penalized != plain

@@ -1,16 +1,21 @@
-"""``llmcli ask``: one prompt in, one streamed answer out — for terminals, scripts and pipes."""
+"""``llmcli ask``: one prompt in, one streamed answer out — for terminals, scripts and pipes.
+
+The command validates its flags, calls :mod:`llmcli.service.ask` and renders the
+result; streaming, cancelling and saving live in the service layer.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
-from llmcli.cli.loading import ModelFlags, SamplingFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
+from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.cli.structured_flags import (
     GrammarOpt,
     JsonObjectOpt,
@@ -24,17 +29,29 @@ from llmcli.cli.structured_flags import (
     structured_answer,
     with_saved_sampling,
 )
-from llmcli.config import load_settings, settings_for_model
+from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, Generation, Message, TokenPiece
-from llmcli.errors import Interrupted, ServiceUnavailable, Terminated, UsageError
+from llmcli.engine.base import Engine, Sampling
+from llmcli.errors import UsageError
+from llmcli.render.json_out import dumps, write_json
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
-from llmcli.session.budget import check_prompt_fits
+from llmcli.service.ask import (
+    AskRequest,
+    answer_json,
+    ask_prompt,
+    build_messages,
+    raise_for,
+    run_ask,
+)
+from llmcli.service.continued import ContinuedAsk
+from llmcli.service.turn import TurnResult
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
 
 if TYPE_CHECKING:
-    from llmcli.cli.chat import ContinuedAsk
+    from llmcli.store.prompts import SavedPrompt
+
+__all__ = ["ask", "build_messages", "notify", "open_sink"]
 
 
 class _Silent:
@@ -69,56 +86,8 @@ def notify(env: Environment, message: str) -> None:
     )
 
 
-def build_messages(system: str | None, text: str) -> list[Message]:
-    messages = [Message("system", system)] if system else []
-    messages.append(Message("user", text))
-    return messages
-
-
-def stream_answer(generation: Generation, sink: Sink, collect: list[TokenPiece]) -> None:
-    """Feed every piece to the sink; on Ctrl-C, keep what was shown and re-raise."""
-    feed_token = getattr(sink, "feed_token", None)  # sinks that colour by probability
-    try:
-        for piece in generation:
-            collect.append(piece)
-            if feed_token is not None:
-                feed_token(piece.text, piece.logprob)
-            elif piece.text:
-                sink.feed(piece.text)
-    except BaseException:  # Ctrl-C, or a server failing before its first token
-        generation.cancel()
-        close = getattr(generation.pieces, "close", None)
-        if close is not None:
-            close()  # waits for the engine to stop, so its stats are final
-        sink.abort()
-        raise
-    sink.finish()
-
-
-def answer_json(
-    model_name: str, generation: Generation, pieces: list[TokenPiece], logprobs: int
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "model": model_name,
-        "text": "".join(p.text for p in pieces),
-        "finish_reason": generation.stats.finish_reason,
-        "stats": generation.stats.to_dict(),
-    }
-    if logprobs:
-        result["tokens"] = [
-            {
-                "id": p.token_id if p.token_id >= 0 else None,  # remote servers send no ids
-                "text": p.text,
-                "logprob": p.logprob,
-                "top": [{"token": t, "logprob": lp} for t, lp in (p.top or [])],
-            }
-            for p in pieces
-            if p.logprob is not None
-        ]
-    return result
-
-
 @app.command(rich_help_panel="Generate")
+@sampling_options
 def ask(
     prompt: Annotated[
         list[str] | None,
@@ -129,15 +98,8 @@ def ask(
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
     prompt_name: PromptNameOpt = None,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    top_k: opt.TopKOpt = None,
-    min_p: opt.MinPOpt = None,
-    repeat_penalty: opt.RepeatPenaltyOpt = None,
-    seed: opt.SeedOpt = None,
-    max_tokens: opt.MaxTokensOpt = None,
+    knobs: KnobFlags = KNOB_OPTIONS,
     stop: opt.StopOpt = None,
-    greedy: opt.GreedyOpt = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
     ] = False,
@@ -200,152 +162,124 @@ def ask(
       llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
     """
     env = Environment()
+    _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
+    saved = load_saved(prompt_name)
+    output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
+    if saved is not None:
+        model, system = model or saved.model, system if system is not None else saved.system
+    continued = ContinuedAsk() if continue_conversation else None
+    model = model or (continued.model_ref if continued is not None else None)
+    settings = _settings(env, model)
+    flags = ModelFlags(
+        model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
+    )
+    flags.engine, flags.base_url, flags.keep_alive = engine_name, base_url, keep_alive
+    knobs.stop, knobs.logprobs = tuple(stop or ()), logprobs
+    sampling = build_sampling(with_saved_sampling(knobs, saved), settings)
+    output.apply(sampling)
+    text = _read_prompt(env, prompt or [], encoding_errors, saved)
+    engine, resolved = load_engine(flags, settings, env)
+    show_notices(env, engine)
+    request = AskRequest(
+        text, system, settings.system, raw, continued, resolved.name, flags.model or settings.model
+    )
+    ids = ask_prompt(engine, request, sampling, lambda message: notify(env, message))
+    quiet = json_output or output.constrained  # collected, validated, printed at the end
+    sink = _sink(env, sampling, show_probs, quiet, plain, settings.theme)
+    result = run_ask(engine, request, ids, sampling, sink)
+    _report(env, result, output, (stats, json_output, logprobs), resolved.name)
+    raise_for(result)
+
+
+def _check_flags(encoding_errors: str, *, raw: bool, system: str | None, continued: bool) -> None:
     if encoding_errors not in ("strict", "replace"):
         raise UsageError("--encoding-errors must be strict or replace")
     if raw and system:
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
-    if raw and continue_conversation:
+    if raw and continued:
         raise UsageError("--continue needs the chat template", hint="drop --raw")
-    saved = load_saved(prompt_name)
-    output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
-    if saved is not None:
-        model = model or saved.model
-        system = system if system is not None else saved.system
-    continued = _continued() if continue_conversation else None
-    if continued is not None and model is None:
-        model = continued.model_ref
+
+
+def _settings(env: Environment, model: str | None) -> Settings:
     settings = load_settings(env.environ)
-    settings = settings_for_model(settings, model or settings.model)
-    stdin_text = (
-        None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=_enc(encoding_errors))
-    )
-    text = (
-        saved_text(saved, stdin_text, prompt or [])
-        if saved is not None
-        else combine_prompt(stdin_text, prompt or [])
-    )
-    flags = ModelFlags(
-        model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
-    )
-    flags.engine, flags.base_url = engine_name, base_url
-    flags.keep_alive = keep_alive
-    sampling_flags = SamplingFlags(
-        temperature, top_p, top_k, min_p, repeat_penalty, seed, max_tokens, stop, greedy, logprobs
-    )
-    sampling = build_sampling(with_saved_sampling(sampling_flags, saved), settings)
-    output.apply(sampling)
-    engine, resolved = load_engine(flags, settings, env)
-    _show_notices(env, engine)
-    system_prompt = system if system is not None else settings.system
-    if continued is not None:
-        ids = continued.prompt(
-            env,
-            engine,
-            model_name=resolved.name,
-            model_ref=flags.model or settings.model,
-            system=system,
-            text=text,
-            max_tokens=sampling.max_tokens,
-        )
-    else:
-        ids = (
-            engine.text_prompt(text)
-            if raw
-            else engine.chat_prompt(build_messages(system_prompt, text))
-        )
-    check_prompt_fits(len(ids), engine.n_ctx)
-    quiet = json_output or output.constrained  # collected, validated, printed at the end
-    prob_sink = _probability_sink(env) if show_probs and not quiet else None
-    if prob_sink is not None:
-        sampling.logprobs = max(sampling.logprobs, 1)
-    generation = engine.generate(ids, sampling)
-    pieces: list[TokenPiece] = []
-    sink = prob_sink or open_sink(env, plain=plain, json_mode=quiet, code_theme=settings.theme)
-    try:
-        stream_answer(generation, sink, pieces)
-    except (KeyboardInterrupt, Terminated) as stop:  # SIGTERM: the same cleanup, exit 143
-        if continued is not None:
-            continued.save(pieces, generation.stats, interrupted=True)
-        _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
-        if isinstance(stop, Terminated):
-            raise
-        raise Interrupted("interrupted") from None
-    if continued is not None:
-        continued.save(pieces, generation.stats, interrupted=False)
-    if generation.stats.finish_reason == "error":  # a server failed mid-answer
-        _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
-        raise ServiceUnavailable(
-            generation.stats.error or "generation failed",
-            hint="the answer above is incomplete",
-        )
-    if output.constrained:
-        _report_structured(env, output, generation, stats, json_output, resolved.name, pieces)
-        return
-    _report(env, generation, stats, json_output, resolved.name, pieces, logprobs)
+    return settings_for_model(settings, model or settings.model)
 
 
-def _report_structured(
+def _read_prompt(
+    env: Environment, words: list[str], encoding_errors: str, saved: SavedPrompt | None
+) -> str:
+    """Piped stdin, then the words (filled into a saved prompt's text with ``-p NAME``)."""
+    errors: EncodingErrors = "replace" if encoding_errors == "replace" else "strict"
+    stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer, errors=errors)
+    if saved is not None:
+        return saved_text(saved, stdin_text, words)
+    return combine_prompt(stdin_text, words)
+
+
+def _sink(
     env: Environment,
-    output: OutputFormat,
-    generation: Generation,
-    stats: bool,
+    sampling: Sampling,
+    show_probs: bool,
     json_output: bool,
-    model_name: str,
-    pieces: list[TokenPiece],
-) -> None:
-    """The validated JSON alone on stdout (with --json: inside the usual object)."""
-    try:
-        line = structured_answer(output, "".join(p.text for p in pieces), generation.stats)
-    finally:
-        if stats:
-            from llmcli.render.stats import format_stats
+    plain: bool,
+    theme: str | None,
+) -> Sink:
+    """``--show-probs`` in a terminal colours tokens (and needs their log-probabilities)."""
+    if show_probs and not json_output:
+        from llmcli.render.tokens import open_probability_stream
 
-            notify(env, format_stats(generation.stats))
-    if json_output:
-        result = answer_json(model_name, generation, pieces, 0)
-        result["value"] = json.loads(line) if output.schema is not None else None
-        line = json.dumps(result, ensure_ascii=False)
-    env.stdout.write(line + "\n")
-    env.stdout.flush()
+        prob_sink = open_probability_stream(env)
+        if prob_sink is not None:
+            sampling.logprobs = max(sampling.logprobs, 1)
+            return prob_sink
+    return open_sink(env, plain=plain, json_mode=json_output, code_theme=theme)
 
 
-def _continued() -> ContinuedAsk:
-    from llmcli.cli.chat import ContinuedAsk
-
-    return ContinuedAsk()
-
-
-def _probability_sink(env: Environment) -> Sink | None:
-    from llmcli.render.tokens import open_probability_stream
-
-    return open_probability_stream(env)
-
-
-def _enc(value: str) -> EncodingErrors:
-    return "replace" if value == "replace" else "strict"
-
-
-def _show_notices(env: Environment, engine: Engine) -> None:
-    for notice in getattr(engine, "notices", ()):
+def show_notices(env: Environment, engine: Engine) -> None:
+    for notice in engine.notices:
         notify(env, f"note: {notice}")
 
 
 def _report(
     env: Environment,
-    generation: Generation,
-    stats: bool,
-    json_output: bool,
+    result: TurnResult,
+    output: OutputFormat,
+    shown: tuple[bool, bool, int],
     model_name: str,
-    pieces: list[TokenPiece],
-    logprobs: int,
 ) -> None:
+    """The stats line, and the answer's JSON (``--json``), or the validated structured
+    answer alone (``--schema``/``--json-object``/``--grammar``) when it completed."""
+    stats, json_output, logprobs = shown
+    if output.constrained and not result.interrupted and result.stats.finish_reason != "error":
+        _report_structured(env, output, result, stats, json_output, model_name)
+        return
     if json_output:
-        env.stdout.write(
-            json.dumps(answer_json(model_name, generation, pieces, logprobs), ensure_ascii=False)
-            + "\n"
-        )
-        env.stdout.flush()
+        write_json(env.stdout, answer_json(model_name, result, logprobs))
     if stats:
         from llmcli.render.stats import format_stats
 
-        notify(env, format_stats(generation.stats))
+        notify(env, format_stats(result.stats))
+
+
+def _report_structured(
+    env: Environment,
+    output: OutputFormat,
+    result: TurnResult,
+    stats: bool,
+    json_output: bool,
+    model_name: str,
+) -> None:
+    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    try:
+        line = structured_answer(output, result.text, result.stats)
+    finally:
+        if stats:
+            from llmcli.render.stats import format_stats
+
+            notify(env, format_stats(result.stats))
+    if json_output:
+        data = answer_json(model_name, result, 0)
+        data["value"] = json.loads(line) if output.schema is not None else None
+        line = dumps(data)
+    env.stdout.write(line + "\n")
+    env.stdout.flush()

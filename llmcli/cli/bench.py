@@ -17,7 +17,7 @@ from llmcli.cli.inspect import (
     IN_PROCESS,
     INSPECT,
     LOCAL,
-    _load,
+    _load_llama,
     _print,
     _settings,
     _write_json,
@@ -81,7 +81,7 @@ def bench(
     settings = _settings(env, model)
     flags = ModelFlags(model, 256, gpu_layers, threads, verbose=verbose, engine=LOCAL)
     flags.keep_alive = IN_PROCESS  # measures llama.cpp in this process, never the server
-    engine = _load(env, flags, settings)
+    engine = _load_llama(env, flags, settings)
     try:
         results = run_bench(engine, tests, repetitions=repetitions, threads=engine.threads)
         data = bench_json(engine, results, repetitions=repetitions)

@@ -1,4 +1,4 @@
-"""``llmcli chat``: an interactive conversation, saved as it goes (and ``ask -c``'s helper)."""
+"""``llmcli chat``: an interactive conversation, saved as it goes."""
 
 from __future__ import annotations
 
@@ -10,23 +10,18 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
-from llmcli.cli.loading import (
-    ModelFlags,
-    SamplingFlags,
-    build_sampling,
-    load_engine,
-    parse_loras,
-)
+from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
+from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, GenerationStats, Sampling, TokenPiece
+from llmcli.engine.base import Engine, Sampling
 from llmcli.errors import LlmcliError, UsageError
 
 if TYPE_CHECKING:
     from llmcli.repl.loop import ModelLoader
-    from llmcli.session.conversation import ChatEngine, Conversation
+    from llmcli.session.conversation import Conversation
     from llmcli.session.history import HistoryStore
-    from llmcli.session.turns import ChatSession, Turn
+    from llmcli.session.turns import ChatSession
 
 OverflowOpt = Annotated[
     str,
@@ -38,16 +33,6 @@ OverflowOpt = Annotated[
         rich_help_panel=opt.MODEL,
     ),
 ]
-
-
-def as_chat_engine(engine: Engine) -> ChatEngine:
-    from llmcli.session.conversation import ChatEngine
-
-    if not isinstance(engine, ChatEngine):
-        raise UsageError(
-            "this engine cannot hold a conversation", hint="chat with a local GGUF model"
-        )
-    return engine
 
 
 def _open_history(
@@ -68,18 +53,12 @@ def _open_history(
 
 
 @app.command(rich_help_panel="Generate")
+@sampling_options
 def chat(
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    top_k: opt.TopKOpt = None,
-    min_p: opt.MinPOpt = None,
-    repeat_penalty: opt.RepeatPenaltyOpt = None,
-    seed: opt.SeedOpt = None,
-    max_tokens: opt.MaxTokensOpt = None,
+    knobs: KnobFlags = KNOB_OPTIONS,
     stop: opt.StopOpt = None,
-    greedy: opt.GreedyOpt = False,
     continue_last: Annotated[
         bool,
         typer.Option("--continue", "-c", help="Resume the most recent conversation."),
@@ -151,15 +130,11 @@ def chat(
         base_url=base_url,
         keep_alive=keep_alive,
     )
-    sampling = build_sampling(
-        SamplingFlags(
-            temperature, top_p, top_k, min_p, repeat_penalty, seed, max_tokens, stop, greedy
-        ),
-        settings,
-    )
+    knobs.stop = tuple(stop or ())
+    sampling = build_sampling(knobs, settings)
     engine, resolved = load_engine(flags, settings, env)
     session = ChatSession(
-        as_chat_engine(engine),
+        engine,
         model_name=resolved.name,
         model_ref=flags.model or settings.model,
         store=store,
@@ -182,10 +157,10 @@ def chat(
 def _model_loader(flags: ModelFlags, settings: Settings, env: Environment) -> ModelLoader:
     """``/model REF``: the same hardware flags, another model (its own chat template)."""
 
-    def load(ref: str) -> tuple[ChatEngine, str]:
+    def load(ref: str) -> tuple[Engine, str]:
         other = replace(flags, model=ref, chat_template=None, chat_format=None)
         engine, resolved = load_engine(other, settings, env)
-        return as_chat_engine(engine), resolved.name
+        return engine, resolved.name
 
     return load
 
@@ -204,7 +179,7 @@ def _run_repl(
     from llmcli.repl.loop import ChatOutput, ChatRepl
 
     output = ChatOutput(env, plain=plain, quiet=quiet, code_theme=code_theme)
-    for notice in getattr(session.engine, "notices", ()):
+    for notice in session.engine.notices:
         output.notice(f"note: {notice}")
     repl = ChatRepl(session, sampling, output, LineReader(sys.stdin.buffer), load_model=load_model)
     if not (env.stdin_isatty and env.stdout_isatty):
@@ -227,58 +202,3 @@ def _banner(session: ChatSession) -> str:
         f"{session.model_name} · context {session.engine.n_ctx}{resumed} · "
         "/help for commands, Ctrl-D to leave"
     )
-
-
-class ContinuedAsk:
-    """``llmcli ask -c``: one more turn in the most recent conversation, both messages saved.
-
-    With no conversation yet, the turn starts one. Without ``-m`` the conversation's
-    own model is used, so ``ask -c`` after a chat goes on with the model of that chat.
-    """
-
-    def __init__(self) -> None:
-        from llmcli.session.history import HistoryStore
-
-        self.store = HistoryStore()
-        last = self.store.last_id()
-        self.conversation = self.store.load(last) if last is not None else None
-        self.model_ref = self.store.info(last).model_ref if last is not None else None
-        self.session: ChatSession | None = None
-        self.turn: Turn | None = None
-
-    def prompt(
-        self,
-        env: Environment,
-        engine: Engine,
-        *,
-        model_name: str,
-        model_ref: str | None,
-        system: str | None,
-        text: str,
-        max_tokens: int | None,
-    ) -> list[int]:
-        """The prompt ids for ``text`` after the conversation (oldest turns dropped to fit)."""
-        from llmcli.session.turns import ChatSession
-
-        self.session = ChatSession(
-            as_chat_engine(engine),
-            model_name=model_name,
-            model_ref=model_ref,
-            store=self.store,
-            conversation=self.conversation,
-        )
-        if system is not None and system != self.session.conversation.system:
-            self.session.set_system(system)
-        self.turn = self.session.begin_turn(text, max_tokens=max_tokens)
-        dropped = self.turn.prompt.dropped
-        if dropped:
-            from llmcli.cli.ask import notify
-
-            notify(env, f"dropped the {dropped} oldest exchange(s) to fit the context")
-        return self.turn.prompt.ids
-
-    def save(self, pieces: list[TokenPiece], stats: GenerationStats, *, interrupted: bool) -> None:
-        """Save the answer (once), complete or interrupted."""
-        if self.session is not None and self.turn is not None:
-            self.session.finish_turn(self.turn, pieces, stats, interrupted=interrupted)
-            self.turn = None

@@ -79,7 +79,7 @@ def embed(
     flags.keep_alive = "0"  # embeddings use a side context of the in-process model
     engine, _ = load_engine(flags, settings, env)
     try:
-        for notice in getattr(engine, "notices", ()):
+        for notice in engine.notices:
             notify(env, f"note: {notice}")
         vectors, token_counts, used = _embed(engine, inputs, pooling)
     finally:

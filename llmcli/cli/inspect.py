@@ -22,9 +22,10 @@ import typer
 from llmcli.cli import options as opt
 from llmcli.cli.ask import build_messages, notify
 from llmcli.cli.base import app
-from llmcli.cli.loading import ModelFlags, load_engine, parse_loras
+from llmcli.cli.loading import ModelFlags, load_token_level, parse_loras
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
+from llmcli.engine.base import TokenLevel
 from llmcli.errors import UsageError
 from llmcli.render.tokens import (
     Candidate,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from llmcli.engine.llama import LlamaEngine
+
 
 INSPECT = "Inspect"
 TOKENIZER_CTX = 256
@@ -61,29 +63,41 @@ SpecialOpt = Annotated[
 ]
 
 
-def _load(env: Environment, flags: ModelFlags, settings: Settings | None = None) -> LlamaEngine:
-    """A local llama.cpp model: a server's API has no token ids or full distributions."""
-    engine, _ = load_engine(flags, settings or _settings(env, flags.model), env)
-    if not _has_tokens(engine):
+def _load(
+    env: Environment,
+    flags: ModelFlags,
+    settings: Settings | None = None,
+    *,
+    notices: bool = False,
+) -> TokenLevel:
+    """The token-level view of a model: a server's API has no token ids or distributions."""
+    engine, tokens = load_token_level(flags, settings or _settings(env, flags.model), env)
+    if notices:
+        for notice in engine.notices:
+            notify(env, f"note: {notice}")
+    return tokens
+
+
+def _load_llama(
+    env: Environment, flags: ModelFlags, settings: Settings | None = None
+) -> LlamaEngine:
+    """llama.cpp itself, for commands that read its internals (``lens``, ``bench``).
+
+    Those measure or reach into llama.cpp's own context, which no other engine has;
+    token-level commands ask for :class:`TokenLevel` instead (:func:`_load`).
+    """
+    from llmcli.engine.llama import LlamaEngine
+
+    engine, _ = load_token_level(flags, settings or _settings(env, flags.model), env)
+    if not isinstance(engine, LlamaEngine):
         engine.close()
         raise UsageError(
-            "this command needs a local model (llama.cpp), not a server",
-            hint="pass -m PATH.gguf or a pulled model, without --base-url/--engine openai",
+            "this command needs a llama.cpp model loaded here",
+            hint="pass -m PATH.gguf or a pulled model",
         )
-    return engine  # type: ignore[return-value]  # ServedEngine offers the same token API
-
-
-def _has_tokens(engine: object) -> bool:
-    """A llama.cpp model, in this process or in the engine server (token-level access).
-
-    ``llmcli.engine.llama`` is looked up, not imported: a warm call never loads llama_cpp.
-    """
-    from llmcli.engine.served import ServedEngine
-
-    if isinstance(engine, ServedEngine):
-        return True
-    llama = sys.modules.get("llmcli.engine.llama")
-    return llama is not None and isinstance(engine, llama.LlamaEngine)
+    for notice in engine.notices:
+        notify(env, f"note: {notice}")
+    return engine
 
 
 def _settings(env: Environment, model: str | None) -> Settings:
@@ -103,7 +117,7 @@ def _print(env: Environment, renderable: Any) -> None:
     make_console(env).print(renderable)
 
 
-def _is_special(engine: LlamaEngine, token_id: int) -> bool:
+def _is_special(engine: TokenLevel, token_id: int) -> bool:
     """A control token (BOS, <|im_end|>): it has text only when specials are rendered."""
     return engine.token_bytes(token_id) == b"" and engine.token_bytes(token_id, special=True) != b""
 
@@ -118,7 +132,7 @@ class Tokenized:
     eos_added: bool
 
 
-def tokenize_text(engine: LlamaEngine, text: str, *, add_bos: bool, special: bool) -> Tokenized:
+def tokenize_text(engine: TokenLevel, text: str, *, add_bos: bool, special: bool) -> Tokenized:
     """Tokenize and tell which special tokens the tokenizer added on its own."""
     ids = engine.tokenize(text, add_bos=add_bos, special=special)
     bare = engine.tokenize(text, add_bos=False, special=special) if add_bos else ids
@@ -189,7 +203,7 @@ def tokenize(
         _print(env, Text(summary, style="dim"))
 
 
-def _tokenize_json(engine: LlamaEngine, result: Tokenized) -> dict[str, Any]:
+def _tokenize_json(engine: TokenLevel, result: Tokenized) -> dict[str, Any]:
     tokens = []
     for pos, tid in enumerate(result.ids):
         data = engine.token_bytes(tid, special=True)
@@ -290,7 +304,7 @@ def top_candidates(logprobs: np.ndarray, k: int) -> np.ndarray:
     return result
 
 
-def greedy_steps(engine: LlamaEngine, prompt: Sequence[int], *, steps: int, top: int) -> GreedyRun:
+def greedy_steps(engine: TokenLevel, prompt: Sequence[int], *, steps: int, top: int) -> GreedyRun:
     """Predict, take the argmax, append it, repeat: the autoregressive loop, one table a step.
 
     Stops early when the argmax ends the answer (an end-of-generation token), as
@@ -318,12 +332,12 @@ def greedy_steps(engine: LlamaEngine, prompt: Sequence[int], *, steps: int, top:
     return run
 
 
-def _candidate(engine: LlamaEngine, token_id: int, logprob: float) -> Candidate:
+def _candidate(engine: TokenLevel, token_id: int, logprob: float) -> Candidate:
     data = engine.token_bytes(token_id, special=True)
     return Candidate(token_id, data, logprob, special=_is_special(engine, token_id))
 
 
-def _tail(engine: LlamaEngine, context: Sequence[int]) -> bytes:
+def _tail(engine: TokenLevel, context: Sequence[int]) -> bytes:
     return b"".join(engine.token_bytes(i, special=True) for i in context[-CONTEXT_TAIL_TOKENS:])
 
 
@@ -390,9 +404,7 @@ def next_token(
         engine=LOCAL,
         keep_alive=keep_alive,
     )
-    engine = _load(env, flags, settings)
-    for notice in engine.notices:
-        notify(env, f"note: {notice}")
+    engine = _load(env, flags, settings, notices=True)
     system_prompt = system if system is not None else settings.system
     ids = (
         engine.text_prompt(text) if raw else engine.chat_prompt(build_messages(system_prompt, text))
@@ -405,7 +417,7 @@ def next_token(
     _print_steps(env, engine, run)
 
 
-def _print_steps(env: Environment, engine: LlamaEngine, run: GreedyRun) -> None:
+def _print_steps(env: Environment, engine: TokenLevel, run: GreedyRun) -> None:
     from rich.text import Text
 
     from llmcli.render.console import make_console
@@ -423,7 +435,7 @@ def _print_steps(env: Environment, engine: LlamaEngine, run: GreedyRun) -> None:
 
 
 def _next_json(
-    engine: LlamaEngine, prompt: Sequence[int], run: GreedyRun, *, raw: bool
+    engine: TokenLevel, prompt: Sequence[int], run: GreedyRun, *, raw: bool
 ) -> dict[str, Any]:
     steps = []
     for step in run.steps:

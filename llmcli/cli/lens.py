@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.ask import build_messages, notify
+from llmcli.cli.ask import build_messages
 from llmcli.cli.base import app
 from llmcli.cli.inspect import (
     CONTEXT_TAIL_TOKENS,
@@ -24,7 +24,7 @@ from llmcli.cli.inspect import (
     LOCAL,
     MAX_TOP,
     _is_special,
-    _load,
+    _load_llama,
     _print,
     _settings,
     _write_json,
@@ -91,9 +91,7 @@ def lens(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, engine=LOCAL
     )
     flags.keep_alive = IN_PROCESS  # side contexts need the model's native handles
-    engine = _load(env, flags, settings)
-    for notice in engine.notices:
-        notify(env, f"note: {notice}")
+    engine = _load_llama(env, flags, settings)
     system_prompt = system if system is not None else settings.system
     ids = (
         engine.text_prompt(text) if raw else engine.chat_prompt(build_messages(system_prompt, text))

@@ -1,238 +1,78 @@
-"""Shared by every command that runs a model: settings → model file → loaded engine."""
+"""The CLI's side of loading a model: the library's engine selection plus a terminal prompt.
+
+Choosing and loading the engine lives in :mod:`llmcli.service.engines`; the only
+thing added here is the offer, in a terminal, to pull a Hub model that is not
+stored yet (it needs ``typer.confirm``).
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmcli import paths
 from llmcli.config import Settings
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, LoadOptions, LoraSpec, Sampling
-from llmcli.engine.hardware import parse_gpu_layers
-from llmcli.engine.template import BUILTIN_FORMATS
-from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.engine.base import Engine, TokenLevel
+from llmcli.service import engines
+from llmcli.service.engines import (
+    ModelFlags,
+    chat_template_source,
+    keep_alive_seconds,
+    load_options,
+    parse_lora,
+    parse_loras,
+    resolve_loras,
+)
+from llmcli.service.sampling import SamplingFlags, build_sampling
 
 if TYPE_CHECKING:
     from llmcli.store.resolve import ModelNotPulled, ResolvedModel
 
-
-@dataclass
-class ModelFlags:
-    """The model/hardware flags as typed; ``None`` means "not given"."""
-
-    model: str | None = None
-    ctx: int | None = None
-    gpu_layers: str | None = None
-    threads: int | None = None
-    chat_template: Path | None = None
-    chat_format: str | None = None
-    verbose: bool = False
-    loras: list[LoraSpec] = field(default_factory=list)
-    engine: str | None = None
-    """``local`` or ``openai`` (an OpenAI-compatible server); see llmcli.cli.remote."""
-    base_url: str | None = None
-    keep_alive: str | None = None
-    """``--keep-alive``: how long the engine server keeps the model (``0``: in-process)."""
+__all__ = [
+    "ModelFlags",
+    "SamplingFlags",
+    "build_sampling",
+    "chat_template_source",
+    "keep_alive_seconds",
+    "load_engine",
+    "load_options",
+    "load_token_level",
+    "parse_lora",
+    "parse_loras",
+    "resolve",
+    "resolve_loras",
+]
 
 
-@dataclass
-class SamplingFlags:
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    repeat_penalty: float | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
-    stop: list[str] | None = None
-    greedy: bool = False
-    logprobs: int = 0
+def offer_pull(env: Environment) -> engines.PullOffer | None:
+    """In a terminal, ask to pull a missing Hub model (and pull it); elsewhere never."""
+    if not (env.stdin_isatty and env.stderr_isatty):
+        return None
 
+    def offer(missing: ModelNotPulled) -> bool:
+        import typer
 
-def _pick(flag: object, default: object) -> object:
-    return default if flag is None else flag
+        from llmcli.cli.pull import hub_ref_of, run_pull
 
+        prompt = f"{missing.ref} is not in the store. Pull it now?"
+        if not typer.confirm(prompt, default=True, err=True):
+            return False
+        run_pull(hub_ref_of(missing.ref), env, wait_s=300.0)
+        return True
 
-def _max_tokens(flag: int | None, setting: int | None) -> int | None:
-    """The flag over the setting; 0 (``--max-tokens 0``/``none``, ``max_tokens = 0``) is no cap."""
-    value = setting if flag is None else flag
-    return value or None
-
-
-def build_sampling(flags: SamplingFlags, settings: Settings) -> Sampling:
-    """Flags over settings; ``--greedy`` means temperature 0 (argmax)."""
-    return Sampling(
-        temperature=float(_pick(flags.temperature, settings.temperature)),  # type: ignore[arg-type]
-        top_p=float(_pick(flags.top_p, settings.top_p)),  # type: ignore[arg-type]
-        top_k=int(_pick(flags.top_k, settings.top_k)),  # type: ignore[call-overload]
-        min_p=float(_pick(flags.min_p, settings.min_p)),  # type: ignore[arg-type]
-        repeat_penalty=float(_pick(flags.repeat_penalty, settings.repeat_penalty)),  # type: ignore[arg-type]
-        seed=flags.seed,
-        max_tokens=_max_tokens(flags.max_tokens, settings.max_tokens),
-        stop=tuple(flags.stop or ()),
-        greedy=flags.greedy,
-        logprobs=flags.logprobs,
-    )
-
-
-def chat_template_source(flags: ModelFlags) -> str | None:
-    """The template override from ``--chat-template FILE`` or ``--chat-format NAME``."""
-    if flags.chat_template and flags.chat_format:
-        raise UsageError(
-            "--chat-template and --chat-format both given", hint="pass only one of them"
-        )
-    if flags.chat_format:
-        try:
-            return BUILTIN_FORMATS[flags.chat_format.lower()]
-        except KeyError:
-            names = ", ".join(sorted(BUILTIN_FORMATS))
-            raise UsageError(
-                f"unknown chat format {flags.chat_format!r}", hint=f"choose one of: {names}"
-            ) from None
-    if flags.chat_template:
-        try:
-            return flags.chat_template.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(
-                f"cannot read chat template {flags.chat_template}: {exc}",
-                hint="pass a readable UTF-8 Jinja2 file",
-            ) from exc
-    return None
-
-
-def load_options(flags: ModelFlags, settings: Settings) -> LoadOptions:
-    gpu = flags.gpu_layers if flags.gpu_layers is not None else settings.gpu_layers
-    return LoadOptions(
-        n_ctx=flags.ctx if flags.ctx is not None else settings.ctx,
-        gpu_layers=parse_gpu_layers(gpu),
-        threads=flags.threads if flags.threads is not None else settings.threads,
-        loras=tuple(flags.loras),
-        chat_template=chat_template_source(flags),
-        verbose=flags.verbose,
-    )
-
-
-def parse_lora(value: str) -> LoraSpec:
-    """``PATH[:SCALE]``: the text after the last colon is a scale only if it is a number.
-
-    So ``a.gguf:0.5`` has scale 0.5, while ``OWNER/REPO:Q8_0`` and ``C:\\x.gguf`` are refs.
-    """
-    ref, sep, tail = value.rpartition(":")
-    try:
-        scale = float(tail) if sep else 1.0
-    except ValueError:
-        ref, scale = value, 1.0
-    if not sep:
-        ref = value
-    if not math.isfinite(scale):
-        raise UsageError(f"--lora {value}: the scale must be a finite number", hint="e.g. 0.5")
-    if not ref.strip():
-        raise UsageError("--lora needs a path", hint="--lora ADAPTER.gguf[:SCALE]")
-    return LoraSpec(path=Path(ref), scale=scale)
-
-
-def parse_loras(values: list[str] | None) -> list[LoraSpec]:
-    return [parse_lora(value) for value in values or ()]
-
-
-def resolve_loras(loras: list[LoraSpec], env: Environment) -> list[LoraSpec]:
-    """An existing file is used as is; anything else is looked up like a model (the store)."""
-    resolved = []
-    for spec in loras:
-        path = paths.user_path(str(spec.path))
-        if not paths.is_file(path):
-            path = _adapter_from_store(str(spec.path), env)
-        resolved.append(replace(spec, path=path))
-    return resolved
-
-
-def _adapter_from_store(ref: str, env: Environment) -> Path:
-    from llmcli.store.resolve import ModelNotPulled, resolve_model
-
-    try:
-        return resolve_model(ref, env.environ).path
-    except ModelNotPulled as missing:
-        raise ModelNotFound(
-            f"LoRA adapter {ref} is not in the local store", hint=f"run: {missing.command}"
-        ) from None
-    except ModelNotFound:
-        raise ModelNotFound(
-            f"LoRA adapter {ref} does not exist", hint="pass the path of an adapter .gguf file"
-        ) from None
+    return offer
 
 
 def resolve(flags: ModelFlags, settings: Settings, env: Environment) -> ResolvedModel:
-    """Resolve the model; in a terminal, offer to pull a Hub model that is not stored yet.
-
-    The store is imported here, not at start-up: ``llmcli --help`` stays light.
-    """
-    from llmcli.store.resolve import ModelNotPulled, resolve_model
-
-    ref = flags.model or settings.model
-    try:
-        return resolve_model(ref, env.environ)
-    except ModelNotPulled as missing:
-        if not (env.stdin_isatty and env.stderr_isatty) or not _confirm_pull(missing):
-            raise
-        _pull(missing)
-        return resolve_model(ref, env.environ)
-
-
-def _confirm_pull(missing: ModelNotPulled) -> bool:
-    import typer
-
-    return bool(
-        typer.confirm(f"{missing.ref} is not in the store. Pull it now?", default=True, err=True)
-    )
-
-
-def _pull(missing: ModelNotPulled) -> None:
-    from llmcli.cli.pull import hub_ref_of, run_pull
-
-    run_pull(hub_ref_of(missing.ref), Environment(), wait_s=300.0)
+    return engines.resolve(flags, settings, env, offer_pull(env))
 
 
 def load_engine(
     flags: ModelFlags, settings: Settings, env: Environment
 ) -> tuple[Engine, ResolvedModel]:
-    """Resolve, check the GGUF header (before llama.cpp sees the file), then load.
-
-    A remote server (``--engine openai``, ``--base-url``, ``-m REMOTE/MODEL``) is
-    connected to instead; its :class:`ResolvedModel` has an empty path.
-    """
-    from llmcli.cli.remote import choose_remote, load_remote
-    from llmcli.engine.loader import load_local
-    from llmcli.store.adapters import check_adapters
-    from llmcli.store.gguf import check_model_file
-
-    remote = choose_remote(flags, settings, env)
-    if remote is not None:
-        return load_remote(remote, flags, env)
-    options = load_options(flags, settings)
-    model = resolve(flags, settings, env)
-    header = check_model_file(model.path)
-    if options.loras:
-        loras = resolve_loras(list(options.loras), env)
-        check_adapters((spec.path for spec in loras), header)
-        options = replace(options, loras=tuple(loras))
-    keep_alive = keep_alive_seconds(flags, settings)
-    if keep_alive > 0 and not flags.verbose:  # --verbose: llama.cpp's log, in this process
-        from llmcli.cli.warm import open_warm
-
-        return open_warm(model.path, options, header.context_length, keep_alive, env), model
-    engine = load_local(model.path, options, trained_ctx=header.context_length)
-    return engine, model
+    return engines.load_engine(flags, settings, env, offer_pull(env))
 
 
-def keep_alive_seconds(flags: ModelFlags, settings: Settings) -> float:
-    """``--keep-alive`` over ``LLMCLI_KEEP_ALIVE`` over the config file; seconds (0: off)."""
-    from llmcli.config import parse_duration
-
-    text = flags.keep_alive if flags.keep_alive is not None else settings.keep_alive
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"--keep-alive: {exc}", hint="e.g. --keep-alive 5m, or 0") from None
+def load_token_level(
+    flags: ModelFlags, settings: Settings, env: Environment
+) -> tuple[Engine, TokenLevel]:
+    return engines.load_token_level(flags, settings, env, offer_pull(env))

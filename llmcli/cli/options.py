@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
-SAMPLING = "Sampling"
+from llmcli.cli.knob_options import SAMPLING, knob_annotation
+from llmcli.knobs import KNOBS
+
 MODEL = "Model and hardware"
 OUTPUT = "Output"
 
@@ -32,97 +34,15 @@ SystemOpt = Annotated[
     str | None,
     typer.Option("--system", "-s", help="System prompt.", show_default=False),
 ]
-TemperatureOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--temperature",
-        "-t",
-        min=0.0,
-        help="Sampling temperature [default: 0.8].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-TopPOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--top-p",
-        min=0.0,
-        max=1.0,
-        help="Nucleus sampling [default: 0.95].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-TopKOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--top-k",
-        min=0,
-        help="Top-k sampling, 0 = off [default: 40].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-MinPOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--min-p",
-        min=0.0,
-        max=1.0,
-        help="Min-p sampling [default: 0.05].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-RepeatPenaltyOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--repeat-penalty",
-        min=0.0,
-        help="Repetition penalty [default: 1.0 = off].",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--seed",
-        help="Random seed: the same seed gives the same text.",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
-
-
-def parse_max_tokens(text: str) -> int:
-    """``N`` ≥ 0, or ``none``; 0 and ``none`` mean no cap (until the model stops)."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "off", "unlimited"):
-        return 0
-    try:
-        value = int(lowered)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a whole number or 'none'") from None
-    if value < 0:
-        raise typer.BadParameter(f"{value} is below 0 (0 or 'none' means no limit)")
-    return value
-
-
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-tokens",
-        "-n",
-        parser=parse_max_tokens,
-        metavar="N",
-        help="Generate at most N tokens; 0 or 'none': until the model stops or the context "
-        "is full. Default 512 (config key max_tokens).",
-        rich_help_panel=SAMPLING,
-        show_default=False,
-    ),
-]
+# The sampling knobs: derived from llmcli.knobs.KNOBS (commands take them all at once with
+# @sampling_options; these single aliases are for a command that wants just one).
+TemperatureOpt = knob_annotation(KNOBS["temperature"])
+TopPOpt = knob_annotation(KNOBS["top_p"])
+TopKOpt = knob_annotation(KNOBS["top_k"])
+MinPOpt = knob_annotation(KNOBS["min_p"])
+RepeatPenaltyOpt = knob_annotation(KNOBS["repeat_penalty"])
+SeedOpt = knob_annotation(KNOBS["seed"])
+MaxTokensOpt = knob_annotation(KNOBS["max_tokens"])
 StopOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -132,14 +52,7 @@ StopOpt = Annotated[
         show_default=False,
     ),
 ]
-GreedyOpt = Annotated[
-    bool,
-    typer.Option(
-        "--greedy",
-        help="Argmax decoding: always the most likely token (deterministic).",
-        rich_help_panel=SAMPLING,
-    ),
-]
+GreedyOpt = knob_annotation(KNOBS["greedy"])
 CtxOpt = Annotated[
     int | None,
     typer.Option(

@@ -9,7 +9,7 @@ nothing on stdout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -146,15 +146,19 @@ def saved_text(saved: SavedPrompt, stdin_text: str | None, words: list[str]) -> 
 
 
 def with_saved_sampling(flags: SamplingFlags, saved: SavedPrompt | None) -> SamplingFlags:
-    """Flags not given on the command line take the saved prompt's values."""
+    """Knobs not given on the command line take the saved prompt's values."""
     if saved is None:
         return flags
-    for item in fields(flags):
-        value = saved.sampling.get(item.name)
+    from llmcli.knobs import KNOBS
+
+    for name, knob in KNOBS.items():
+        value = saved.sampling.get(name)
         if value is None:
             continue
-        if item.name == "greedy":
-            flags.greedy = flags.greedy or bool(value)
-        elif getattr(flags, item.name) is None:
-            setattr(flags, item.name, value)
+        if knob.kind == "bool":
+            flags.knobs[name] = bool(flags.knobs.get(name)) or bool(value)
+        elif flags.knobs.get(name) is None:
+            flags.knobs[name] = value
+    if not flags.stop and saved.sampling.get("stop"):
+        flags.stop = tuple(saved.sampling["stop"])
     return flags

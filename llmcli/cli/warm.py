@@ -12,29 +12,18 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from llmcli.cli.base import app
 from llmcli.context import Environment
-from llmcli.engine.base import LoadOptions
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.service.warm import describe_duration
 
 SERVER = "Server"
 DEFAULT_STATE_CACHE = "2G"
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def describe_duration(seconds: float) -> str:
-    if math.isinf(seconds):
-        return "forever"
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
 
 
 def parse_size(text: str) -> int:
@@ -56,23 +45,6 @@ def _human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
-
-
-def open_warm(
-    path: Path, options: LoadOptions, trained_ctx: int | None, keep_alive: float, env: Environment
-) -> Any:
-    """The model in the engine server; in a terminal, say so when this call started it."""
-    from llmcli.engine.served import open_served
-
-    engine = open_served(path, options, trained_ctx=trained_ctx, keep_alive=keep_alive)
-    if engine.started_server and env.stderr_isatty:
-        engine.notices.insert(
-            0,
-            f"started llmcli's engine server: models stay loaded for "
-            f"{describe_duration(keep_alive)} after the last call "
-            "('llmcli ps' shows them, 'llmcli stop' ends it, --keep-alive 0 turns it off)",
-        )
-    return engine
 
 
 # -- serve ----------------------------------------------------------------------------------

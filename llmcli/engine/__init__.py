@@ -12,7 +12,9 @@ from llmcli.engine.base import (
     LoadOptions,
     LoraSpec,
     Message,
+    Prompt,
     Sampling,
+    TokenLevel,
     TokenPiece,
 )
 
@@ -23,6 +25,8 @@ __all__ = [
     "LoadOptions",
     "LoraSpec",
     "Message",
+    "Prompt",
     "Sampling",
+    "TokenLevel",
     "TokenPiece",
 ]

@@ -8,10 +8,13 @@ pieces, ending with :class:`GenerationStats`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from llmcli.errors import UsageError
+from llmcli.knobs import KNOBS, knob_default
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,17 +65,24 @@ class Message:
 
 @dataclass
 class Sampling:
-    """Sampling settings; ``greedy`` is argmax decoding, ŵ_t = argmax P(w | context)."""
+    """Sampling settings; ``greedy`` is argmax decoding, ŵ_t = argmax P(w | context).
 
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    max_tokens: int | None = None
+    Defaults, bounds and help come from :data:`llmcli.knobs.KNOBS`; the fields are
+    spelled out so engines read them typed. ``grammar`` (GBNF text) and
+    ``json_schema`` are carried for constrained sampling, so that structured
+    output is a setting like any other rather than a special engine.
+    """
+
+    temperature: float = knob_default("temperature")
+    top_p: float = knob_default("top_p")
+    top_k: int = knob_default("top_k")
+    min_p: float = knob_default("min_p")
+    repeat_penalty: float = knob_default("repeat_penalty")
+    presence_penalty: float = knob_default("presence_penalty")
+    seed: int | None = knob_default("seed")
+    max_tokens: int | None = knob_default("max_tokens")
     stop: tuple[str, ...] = ()
-    greedy: bool = False
+    greedy: bool = knob_default("greedy")
     logprobs: int = 0
     """Number of alternatives to report per token (0: none, and no extra cost)."""
     grammar: str | None = None
@@ -81,6 +91,23 @@ class Sampling:
     """A JSON Schema the answer must match: a local engine samples with its grammar, a
     server receives it as ``response_format``. Carried here, with the other settings, so
     that whatever runs the engine (a served one too) applies it."""
+
+    def knob_values(self, target: Literal["llama", "remote"]) -> dict[str, Any]:
+        """``{argument: value}`` for every knob the target knows, under the target's name.
+
+        ``greedy`` is applied here once: temperature 0 (and top-p 1 for a server).
+        """
+        values: dict[str, Any] = {}
+        for knob in KNOBS.values():
+            name = knob.llama if target == "llama" else knob.remote
+            value = getattr(self, knob.name)
+            if name is not None and value is not None:
+                values[name] = value
+        if self.greedy and target == "llama":
+            values["temp"] = 0.0
+        elif self.greedy:
+            values.update(temperature=0.0, top_p=1.0)
+        return values
 
 
 @dataclass
@@ -129,24 +156,79 @@ class GenerationStats:
         return result
 
 
-@dataclass
-class Generation:
-    """A running generation: iterate for pieces; ``stats`` is set when it ends.
+@dataclass(frozen=True)
+class Prompt:
+    """What to continue: chat ``messages``, raw ``text``, or token ``ids``.
 
-    ``cancel()`` may be called from any thread (a signal handler, the REPL) and
-    stops generation at the next token or inside the current prompt evaluation.
+    Exactly one is set. A local engine turns messages or text into ids with its
+    own template and tokenizer; a server receives messages or text as they are
+    (it owns the template) and refuses ids. ``generate`` also takes a plain
+    sequence of ids, shorthand for :meth:`Prompt.tokens`.
     """
 
-    pieces: Iterator[TokenPiece]
-    stats: GenerationStats = field(default_factory=GenerationStats)
-    _cancel: list[object] = field(default_factory=list, repr=False)
+    messages: tuple[Message, ...] | None = None
+    text: str | None = None
+    ids: tuple[int, ...] | None = None
+
+    @classmethod
+    def chat(cls, messages: Sequence[Message]) -> Prompt:
+        return cls(messages=tuple(messages))
+
+    @classmethod
+    def raw(cls, text: str) -> Prompt:
+        return cls(text=text)
+
+    @classmethod
+    def tokens(cls, ids: Sequence[int]) -> Prompt:
+        return cls(ids=tuple(ids))
+
+    @property
+    def kind(self) -> Literal["chat", "text", "ids"]:
+        if self.messages is not None:
+            return "chat"
+        return "text" if self.text is not None else "ids"
+
+
+PromptInput = Prompt | Sequence[int]
+"""What ``generate`` accepts: a :class:`Prompt`, or token ids."""
+
+
+def as_prompt(prompt: PromptInput) -> Prompt:
+    return prompt if isinstance(prompt, Prompt) else Prompt.tokens(prompt)
+
+
+class Generation:
+    """A running generation: iterate for pieces; ``stats`` is final once it ends.
+
+    The whole protocol every engine's generation offers (a socket client builds
+    one from its own iterator and cancel hook): iterate, ``cancel()`` from any
+    thread (a signal handler, the REPL) to stop at the next token or inside the
+    current prompt evaluation, ``close()`` to wait until the engine has stopped
+    (so its stats are final and it is free for the next call), ``text()``.
+    """
+
+    def __init__(
+        self,
+        pieces: Iterator[TokenPiece],
+        stats: GenerationStats | None = None,
+        *,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
+        self.pieces = pieces
+        self.stats = stats if stats is not None else GenerationStats()
+        self._on_cancel = on_cancel
 
     def __iter__(self) -> Iterator[TokenPiece]:
         return self.pieces
 
     def cancel(self) -> None:
-        for hook in self._cancel:
-            hook()  # type: ignore[operator]
+        if self._on_cancel is not None:
+            self._on_cancel()
+
+    def close(self) -> None:
+        """Stop and wait for the engine (generators close their ``finally`` blocks)."""
+        if isinstance(self.pieces, Generator):  # a plain iterator has nothing to close
+            self.pieces.close()
 
     def text(self) -> str:
         """Drain the generation and return all of its text."""
@@ -155,20 +237,62 @@ class Generation:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What the CLI, the REPL and the inspection commands need from a model."""
+    """What every engine offers, local or remote: the commands, the REPL and sessions need no more.
+
+    ``count_tokens`` is what the prompt takes of the ``n_ctx`` window (a server
+    counts with its own tokenizer where it can). Token-level work (ids, token
+    bytes, whole distributions) is a separate capability: :meth:`token_level`.
+    """
 
     model_name: str
     n_ctx: int
+    notices: list[str]
+    """Things worth telling the user once, after loading (no chat template, …)."""
+
+    def count_tokens(self, prompt: PromptInput) -> int: ...
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation: ...
+
+    def token_level(self) -> TokenLevel | None:
+        """The token-level view of this engine, or ``None`` when it has none (a server)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenLevel(Protocol):
+    """Tokens and distributions: what ``tokenize``/``next`` and exact chat prompts need."""
+
+    model_name: str
+    n_ctx: int
+    n_vocab: int
+
+    @property
+    def bos_id(self) -> int:
+        """-1 when the model has none."""
+        ...
+
+    @property
+    def eos_id(self) -> int: ...
+
+    def is_end_of_generation(self, token_id: int) -> bool: ...
 
     def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
         """Token ids for ``text`` with the model's own tokenizer."""
         ...
 
-    def detokenize(self, ids: Sequence[int]) -> str: ...
+    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str: ...
 
-    def token_bytes(self, token_id: int) -> bytes:
+    def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
         """The raw bytes of one token (may be part of a UTF-8 character)."""
         ...
+
+    def token_text(self, token_id: int) -> str: ...
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str: ...
 
     def chat_prompt(self, messages: Sequence[Message]) -> list[int]:
         """Tokens of ``messages`` rendered with the chat template, ready to generate."""
@@ -178,10 +302,28 @@ class Engine(Protocol):
         """Tokens of a raw completion prompt (BOS added when the model wants it)."""
         ...
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation: ...
-
     def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
         """Log-softmax over the vocabulary for the token after ``prompt``."""
         ...
 
-    def close(self) -> None: ...
+
+def encode(tokens: TokenLevel, prompt: PromptInput) -> list[int]:
+    """A prompt's ids with a token-level engine's own template and tokenizer."""
+    prompt = as_prompt(prompt)
+    if prompt.messages is not None:
+        return tokens.chat_prompt(prompt.messages)
+    if prompt.text is not None:
+        return tokens.text_prompt(prompt.text)
+    return list(prompt.ids or ())
+
+
+def require_token_level(engine: Engine, what: str) -> TokenLevel:
+    """``engine.token_level()``, or a usage error saying ``what`` needs a local model."""
+    tokens = engine.token_level()
+    if tokens is None:
+        raise UsageError(
+            f"{what} is not available with a remote engine",
+            hint="it needs the model's own tokenizer: use a local model "
+            "(--engine local, or unset LLMCLI_BASE_URL)",
+        )
+    return tokens

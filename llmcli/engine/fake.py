@@ -13,7 +13,16 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from llmcli.engine.base import Generation, GenerationStats, Message, Sampling, TokenPiece
+from llmcli.engine.base import (
+    Generation,
+    GenerationStats,
+    Message,
+    PromptInput,
+    Sampling,
+    TokenLevel,
+    TokenPiece,
+    encode,
+)
 from llmcli.engine.stops import StopMatcher
 from llmcli.engine.template import BUILTIN_FORMATS, ChatTemplate
 
@@ -22,6 +31,8 @@ class FakeEngine:
     """Replies with queued text, split into pieces of ``piece_size`` characters."""
 
     n_vocab = 256
+    bos_id = -1
+    eos_id = -1
 
     def __init__(
         self, *, n_ctx: int = 4096, model_name: str = "fake", piece_size: int = 3, delay: float = 0
@@ -33,6 +44,7 @@ class FakeEngine:
         self.notices: list[str] = []
         self.template = ChatTemplate(BUILTIN_FORMATS["chatml"])
         self.history: list[list[int]] = []
+        self.samplings: list[Sampling] = []
         self._replies: deque[str] = deque()
 
     def enqueue(self, *replies: str) -> None:
@@ -43,6 +55,9 @@ class FakeEngine:
 
     def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
         return bytes([token_id])
+
+    def is_end_of_generation(self, token_id: int) -> bool:
+        return False
 
     def token_text(self, token_id: int) -> str:
         return bytes([token_id]).decode("utf-8", errors="replace")
@@ -63,15 +78,21 @@ class FakeEngine:
     def text_prompt(self, text: str) -> list[int]:
         return self.tokenize(text)
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
-        self.history.append(list(prompt))
+    def count_tokens(self, prompt: PromptInput) -> int:
+        return len(encode(self, prompt))
+
+    def token_level(self) -> TokenLevel:
+        return self
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
+        ids = encode(self, prompt)
+        self.history.append(ids)
+        self.samplings.append(sampling)
         reply = self._replies.popleft() if self._replies else ""
-        stats = GenerationStats(prompt_tokens=len(prompt))
+        stats = GenerationStats(prompt_tokens=len(ids))
         cancelled: list[bool] = []
-        generation = Generation(pieces=iter(()), stats=stats)
-        generation.pieces = self._pieces(reply, sampling, stats, cancelled)
-        generation._cancel.append(lambda: cancelled.append(True))
-        return generation
+        pieces = self._pieces(reply, sampling, stats, cancelled)
+        return Generation(pieces, stats, on_cancel=lambda: cancelled.append(True))
 
     def _pieces(
         self, reply: str, sampling: Sampling, stats: GenerationStats, cancelled: list[bool]

@@ -40,8 +40,11 @@ from llmcli.engine.base import (
     LoadOptions,
     LoraSpec,
     Message,
+    PromptInput,
     Sampling,
+    TokenLevel,
     TokenPiece,
+    encode,
     round_ctx,
 )
 from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
@@ -354,25 +357,30 @@ class LlamaEngine:
 
     # -- generation -----------------------------------------------------------
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+    def count_tokens(self, prompt: PromptInput) -> int:
+        return len(encode(self, prompt))
+
+    def token_level(self) -> TokenLevel:
+        return self
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
-        if not prompt:  # llama-cpp-python would fail an assert deep inside sampling
+        ids = encode(self, prompt)
+        if not ids:  # llama-cpp-python would fail an assert deep inside sampling
             raise DataError(
                 f"the prompt is 0 tokens: {self.model_name}'s tokenizer produced nothing",
                 hint="the model's vocabulary cannot spell this text; check the model file",
             )
-        if len(prompt) >= self.n_ctx:
+        if len(ids) >= self.n_ctx:
             raise DataError(
-                f"prompt is {len(prompt)} tokens but the context holds {self.n_ctx}",
+                f"prompt is {len(ids)} tokens but the context holds {self.n_ctx}",
                 hint="shorten the input or raise --ctx",
             )
         grammar = self.grammar_for(sampling)
-        stats = GenerationStats(prompt_tokens=len(prompt))
+        stats = GenerationStats(prompt_tokens=len(ids))
         cancel = threading.Event()
-        generation = Generation(pieces=iter(()), stats=stats)
-        generation.pieces = self._stream(list(prompt), sampling, grammar, stats, cancel)
-        generation._cancel.append(cancel.set)
-        return generation
+        pieces = self._stream(ids, sampling, grammar, stats, cancel)
+        return Generation(pieces, stats, on_cancel=cancel.set)
 
     def grammar_for(self, sampling: Sampling) -> str | None:
         """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
@@ -461,15 +469,7 @@ class LlamaEngine:
         stops = StopMatcher(sampling.stop)
         started = time.perf_counter()
         stats.finish_reason = "length"
-        tokens = llama.generate(
-            prompt,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=0.0 if sampling.greedy else sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            reset=True,
-        )
+        tokens = llama.generate(prompt, reset=True, **sampling.knob_values("llama"))
         if grammar:
             self._sample_with(grammar)
         self._watch_for_abort(True)

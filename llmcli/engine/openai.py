@@ -1,16 +1,13 @@
 """A remote engine: an OpenAI-compatible server (llama-server, vLLM, ollama, llama-cpp-python).
 
-It keeps the :class:`~llmcli.engine.base.Engine` protocol so ``ask`` and ``chat``
-need not know where the model runs. The one seam is the prompt: the server owns
-the tokenizer and the chat template, so :meth:`OpenAIEngine.chat_prompt` and
-:meth:`~OpenAIEngine.text_prompt` return a :class:`RemotePrompt` — an *empty*
-token list (nothing is tokenized here) that carries the messages or the raw text.
-``generate`` sends it to ``/v1/chat/completions`` or ``/v1/completions`` with
-``stream: true`` and turns the server-sent events into :class:`TokenPiece` s.
-``len(prompt) == 0`` passes the local context check; the server enforces its own
-window and its refusal (HTTP 400) becomes a :class:`~llmcli.errors.DataError`.
-Token-level operations (``tokenize``, ``next_token_logprobs``…) raise a
-:class:`~llmcli.errors.UsageError` that says they need a local model.
+It implements the whole :class:`~llmcli.engine.base.Engine` protocol, so ``ask``
+and ``chat`` need not know where the model runs. The server owns the tokenizer and
+the chat template, so a :class:`~llmcli.engine.base.Prompt` goes out as it is:
+messages to ``/v1/chat/completions``, raw text to ``/v1/completions`` (``stream:
+true``), and the server-sent events become :class:`TokenPiece` s. Token ids are
+refused. ``count_tokens`` asks the server's tokenizer where it has one, else
+estimates (:mod:`llmcli.engine.remote_tokens`); a chat trims by it like a local
+one. The engine has no token-level view (``token_level()`` is ``None``).
 
 Failures follow one rule: before the first token, an error is raised (after up
 to ``retries`` extra attempts for 429/502/503/504 and connect timeouts, with
@@ -26,16 +23,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
     FinishReason,
     Generation,
     GenerationStats,
-    Message,
+    Prompt,
+    PromptInput,
     Sampling,
     TokenPiece,
+    as_prompt,
 )
 from llmcli.engine.remote_http import (
     HttpClient,
@@ -45,6 +44,7 @@ from llmcli.engine.remote_http import (
     display_url,
     server_message,
 )
+from llmcli.engine.remote_tokens import TokenCounter
 from llmcli.engine.sse import SSEEvent, SSEFormatError, SSEParser, iter_lines
 from llmcli.engine.stops import StopMatcher
 from llmcli.errors import LlmcliError, ServiceUnavailable, TemporaryFailure, UsageError
@@ -87,26 +87,6 @@ def remote_only(what: str) -> UsageError:
         hint="it needs the model's own tokenizer: use a local model "
         "(--engine local, or unset LLMCLI_BASE_URL)",
     )
-
-
-class RemotePrompt(list[int]):
-    """What ``chat_prompt``/``text_prompt`` return: no token ids, the server's input instead.
-
-    It is an empty ``list[int]`` so code written for local engines (``len(ids)``
-    for budgets) keeps working; any derived list (``ids + more``) loses the
-    payload and ``generate`` refuses it with a clear message.
-    """
-
-    def __init__(
-        self, *, messages: Sequence[Message] | None = None, text: str | None = None
-    ) -> None:
-        super().__init__()
-        self.messages = tuple(messages) if messages is not None else None
-        self.text = text
-
-    @property
-    def endpoint(self) -> Literal["chat/completions", "completions"]:
-        return "chat/completions" if self.messages is not None else "completions"
 
 
 @dataclass(frozen=True)
@@ -153,7 +133,8 @@ class OpenAIEngine:
         self._http = client or HttpClient(config)
         self.model_name = model or ""
         self.n_ctx = n_ctx or DEFAULT_CTX_CAP
-        """Only a budget hint: ``RemotePrompt`` has length 0, the server checks the window."""
+        """The server's window where ``/v1/models`` says it, else 4096 (a budget for chats)."""
+        self._counter = TokenCounter(self._http)
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({display_url(self.config.base_url)!r}, model={self.model_name!r})"
@@ -197,34 +178,6 @@ class OpenAIEngine:
         if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
             self.n_ctx = match.context_length
 
-    # -- what only a local model can do -----------------------------------------
-
-    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
-        raise remote_only("tokenizing")
-
-    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
-        raise remote_only("detokenizing")
-
-    def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
-        raise remote_only("reading token bytes")
-
-    def token_text(self, token_id: int) -> str:
-        raise remote_only("reading the vocabulary")
-
-    def render_chat(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
-    ) -> str:
-        """Always ``""``: the server applies the chat template, so no local text exists.
-
-        Like :class:`RemotePrompt`'s zero length, this lets a chat session's prompt
-        bookkeeping (which remembers rendered prefixes) run unchanged: nothing is
-        ever remembered, and every turn sends the whole conversation.
-        """
-        return ""
-
-    def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
-        raise remote_only("next-token probabilities")
-
     def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
         from llmcli.engine.embed import remote_embeddings
@@ -236,35 +189,33 @@ class OpenAIEngine:
 
     # -- prompts and generation -------------------------------------------------
 
-    def chat_prompt(self, messages: Sequence[Message]) -> list[int]:
-        return RemotePrompt(messages=messages)
+    def token_level(self) -> None:
+        """A server sends text, not token ids or whole distributions."""
+        return None
 
-    def text_prompt(self, text: str) -> list[int]:
-        return RemotePrompt(text=text)
+    def count_tokens(self, prompt: PromptInput) -> int:
+        """The prompt's size by the server's tokenizer, or an estimate (see remote_tokens)."""
+        return self._counter.count(as_prompt(prompt))
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start a streamed completion; nothing is sent until the first ``next()``."""
-        if not isinstance(prompt, RemotePrompt):
+        prompt = as_prompt(prompt)
+        if prompt.ids is not None:
             raise remote_only("generating from token ids")
         body = self.request_body(prompt, sampling)
         stats = GenerationStats()
         cancel = threading.Event()
-        stream = self._stream(prompt.endpoint, body, sampling, stats, cancel)
-        generation = Generation(pieces=stream, stats=stats)
-        generation._cancel.append(lambda: _cancel(stream, cancel))
-        return generation
+        endpoint = "chat/completions" if prompt.messages is not None else "completions"
+        stream = self._stream(endpoint, body, sampling, stats, cancel)
+        return Generation(stream, stats, on_cancel=lambda: _cancel(stream, cancel))
 
-    def request_body(self, prompt: RemotePrompt, sampling: Sampling) -> dict[str, Any]:
+    def request_body(self, prompt: Prompt, sampling: Sampling) -> dict[str, Any]:
         """The JSON for the request (llama.cpp's extra sampling names where OpenAI has none)."""
         body: dict[str, Any] = {
             "model": self.model_name,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "temperature": 0.0 if sampling.greedy else sampling.temperature,
-            "top_p": 1.0 if sampling.greedy else sampling.top_p,
-            "top_k": sampling.top_k,
-            "min_p": sampling.min_p,
-            "repeat_penalty": sampling.repeat_penalty,
+            **sampling.knob_values("remote"),
         }
         if prompt.messages is not None:
             body["messages"] = [m.to_dict() for m in prompt.messages]

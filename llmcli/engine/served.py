@@ -36,8 +36,11 @@ from llmcli.engine.base import (
     LoadOptions,
     LoraSpec,
     Message,
+    PromptInput,
     Sampling,
+    TokenLevel,
     TokenPiece,
+    encode,
 )
 from llmcli.engine.wire import (
     PROTOCOL,
@@ -388,7 +391,15 @@ class ServedEngine:
 
     # -- generation ----------------------------------------------------------------
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation:
+    def count_tokens(self, prompt: PromptInput) -> int:
+        return len(encode(self, prompt))
+
+    def token_level(self) -> TokenLevel:
+        """The server holds a llama.cpp model: ids, bytes and distributions travel the socket."""
+        return self
+
+    def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
+        prompt = encode(self, prompt)
         if not prompt:
             raise DataError(
                 f"the prompt is 0 tokens: {self.model_name}'s tokenizer produced nothing",
@@ -412,12 +423,9 @@ class ServedEngine:
         except OSError as exc:
             raise self._conn.gone() from exc
         stats = GenerationStats(prompt_tokens=len(prompt))
-        generation = Generation(pieces=iter(()), stats=stats)
         pieces = self._stream(stats)
-        generation.pieces = pieces
-        generation._cancel.append(self._cancel)
         self._active = pieces
-        return generation
+        return Generation(pieces, stats, on_cancel=self._cancel)
 
     def _cancel(self) -> None:
         with contextlib.suppress(OSError):

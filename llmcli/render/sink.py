@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from llmcli.context import Environment
 
@@ -14,6 +14,16 @@ DEFAULT_CODE_THEME = "monokai"
 
 class AnswerSink(Protocol):
     def feed(self, text: str) -> None: ...
+    def finish(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class TokenSink(Protocol):
+    """A sink that shows each token with its probability (``--show-probs``)."""
+
+    def feed(self, text: str) -> None: ...
+    def feed_token(self, text: str, logprob: float | None) -> None: ...
     def finish(self) -> None: ...
     def abort(self) -> None: ...
 

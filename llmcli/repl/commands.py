@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
@@ -10,6 +10,8 @@ from prompt_toolkit.document import Document
 
 from llmcli.engine.base import Sampling
 from llmcli.errors import UsageError
+from llmcli.knobs import KNOBS, Knob, parse_value, rule
+from llmcli.knobs import describe as describe_knob
 
 
 @dataclass(frozen=True)
@@ -79,68 +81,16 @@ def help_lines() -> list[str]:
 
 # -- /set -----------------------------------------------------------------------------------
 
-
-def _float(value: str) -> float:
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ValueError(value)
-    return number
-
-
-def _optional_int(value: str) -> int | None:
-    return None if value.lower() in ("none", "off", "default", "-") else int(value)
-
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "true", "yes", "1"):
-        return True
-    if lowered in ("off", "false", "no", "0"):
-        return False
-    raise ValueError(value)
-
-
-@dataclass(frozen=True)
-class Param:
-    parse: Callable[[str], object]
-    check: Callable[[object], bool]
-    rule: str
-
-
-def _unit(x: object) -> bool:
-    return isinstance(x, float) and 0.0 <= x <= 1.0
-
-
-def _non_negative(x: object) -> bool:
-    return isinstance(x, (int, float)) and x >= 0
-
-
-def _positive_or_none(x: object) -> bool:
-    return x is None or (isinstance(x, int) and x >= 1)
-
-
-def _anything(x: object) -> bool:
-    return True
-
-
-PARAMS: dict[str, Param] = {
-    "temperature": Param(_float, _non_negative, "a number ≥ 0"),
-    "top_p": Param(_float, _unit, "a number from 0 to 1"),
-    "top_k": Param(int, _non_negative, "a whole number ≥ 0 (0 = off)"),
-    "min_p": Param(_float, _unit, "a number from 0 to 1"),
-    "repeat_penalty": Param(_float, _non_negative, "a number ≥ 0 (1 = off)"),
-    "max_tokens": Param(_optional_int, _positive_or_none, "a whole number ≥ 1, or 'none'"),
-    "seed": Param(_optional_int, _anything, "a whole number, or 'none' (random)"),
-    "greedy": Param(_bool, _anything, "on or off"),
-}
+PARAMS: dict[str, Knob] = dict(KNOBS)
+"""What ``/set`` can change: every sampling knob (:data:`llmcli.knobs.KNOBS`)."""
 
 
 def apply_setting(sampling: Sampling, text: str) -> str:
     """Apply ``'PARAM VALUE'`` to ``sampling``; return what it is now, for the user."""
     name, _, value = text.strip().partition(" ")
     name = name.lower().replace("-", "_")
-    param = PARAMS.get(name)
-    if param is None:
+    knob = PARAMS.get(name)
+    if knob is None:
         raise UsageError(
             f"unknown setting {name!r}" if name else "/set needs a setting and a value",
             hint="one of: " + ", ".join(PARAMS),
@@ -149,11 +99,9 @@ def apply_setting(sampling: Sampling, text: str) -> str:
     if not value:  # "/set temperature": show it, as "/set" shows them all
         return f"{name} = {describe(sampling, name)}"
     try:
-        parsed = param.parse(value)
-        if not param.check(parsed):
-            raise ValueError(value)
+        parsed = parse_value(knob, value)
     except ValueError:
-        raise UsageError(f"{name} must be {param.rule}, not {value!r}") from None
+        raise UsageError(f"{name} must be {rule(knob)}, not {value!r}") from None
     setattr(sampling, name, parsed)
     if name == "temperature":
         sampling.greedy = False  # asking for a temperature means sampling again
@@ -161,16 +109,12 @@ def apply_setting(sampling: Sampling, text: str) -> str:
 
 
 def describe(sampling: Sampling, name: str) -> str:
-    value = getattr(sampling, name)
-    if name == "greedy":
-        return "on" if value else "off"
-    if value is None:
-        return "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return describe_knob(PARAMS[name], getattr(sampling, name))
 
 
 def settings_lines(sampling: Sampling) -> list[str]:
-    lines = [f"  {name:<15}{describe(sampling, name)}" for name in PARAMS]
+    width = max(len(name) for name in PARAMS) + 1
+    lines = [f"  {name:<{width}}{describe(sampling, name)}" for name in PARAMS]
     if sampling.greedy:
         lines.append("  (greedy: temperature, top_p, top_k and min_p are not used)")
     return lines

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmcli.context import Environment
-from llmcli.engine.base import Generation, GenerationStats, Sampling, TokenPiece
-from llmcli.errors import ExitStatus, LlmcliError, UsageError
+from llmcli.engine.base import Engine, GenerationStats, Sampling, TokenPiece
+from llmcli.errors import ExitStatus, LlmcliError, Terminated, UsageError
 from llmcli.paths import transcripts_dir, user_path
 from llmcli.render.sanitize import visible
 from llmcli.render.sink import AnswerSink as Sink
@@ -31,14 +31,15 @@ from llmcli.repl.commands import (
     unescape_message,
 )
 from llmcli.repl.inputs import Reader
-from llmcli.session.conversation import ChatEngine, answer_reserve
+from llmcli.service.turn import TurnResult, stream_turn
+from llmcli.session.conversation import answer_reserve
 from llmcli.session.transcript import default_name, load_transcript, save_transcript
 from llmcli.session.turns import ChatSession, Turn
 
 if TYPE_CHECKING:
     from prompt_toolkit.formatted_text import AnyFormattedText
 
-ModelLoader = Callable[[str], tuple[ChatEngine, str]]
+ModelLoader = Callable[[str], tuple[Engine, str]]
 """Load the model a ``/model REF`` names; returns the engine and its display name."""
 
 
@@ -172,43 +173,26 @@ class ChatRepl:
                 f"dropped the {n} oldest exchange{'s' if n != 1 else ''} to fit the "
                 f"{self.session.engine.n_ctx}-token context"
             )
-        generation = self.session.engine.generate(turn.prompt.ids, self.sampling)
-        pieces: list[TokenPiece] = []
-        try:
-            interrupted = self._stream(generation, pieces)
-        except BaseException:  # SIGTERM, a failure: save what came, then let it end the chat
-            self.session.finish_turn(turn, pieces, generation.stats, interrupted=True)
-            raise
-        self.session.finish_turn(turn, pieces, generation.stats, interrupted=interrupted)
-        self.totals.add(generation.stats)
-        if interrupted:
+
+        def save(result: TurnResult) -> None:
+            self.session.finish_turn(
+                turn, result.pieces, result.stats, interrupted=result.interrupted
+            )
+
+        result = stream_turn(
+            self.session.engine, turn.prompt.input, self.sampling, self.output.sink(), save=save
+        )
+        if result.stopped == "terminate":
+            raise Terminated("terminated")  # ends the chat, the partial answer saved
+        self.totals.add(result.stats)
+        if result.interrupted:
             self.output.notice("interrupted: the partial answer is kept")
         else:
-            self._check_structured(pieces, generation.stats)
+            self._check_structured(result.pieces, result.stats)
         if not self.output.quiet:
             from llmcli.render.stats import format_stats
 
-            self.output.notice(format_stats(generation.stats))
-
-    def _stream(self, generation: Generation, pieces: list[TokenPiece]) -> bool:
-        """Show the answer as it comes; True if Ctrl-C stopped it."""
-        sink = self.output.sink()
-        try:
-            for piece in generation:
-                pieces.append(piece)
-                if piece.text:
-                    sink.feed(piece.text)
-        except BaseException as exc:
-            generation.cancel()
-            close = getattr(generation.pieces, "close", None)
-            if close is not None:
-                close()  # ends the engine's worker and releases it for the next turn
-            sink.abort()
-            if isinstance(exc, KeyboardInterrupt):
-                return True
-            raise
-        sink.finish()
-        return False
+            self.output.notice(format_stats(result.stats))
 
     # -- slash commands -------------------------------------------------------------------
 

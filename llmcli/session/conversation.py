@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
-from llmcli.engine.base import Generation, Message, Sampling
+from llmcli.engine.base import Engine, Message, Prompt, PromptInput, TokenLevel
 from llmcli.errors import DataError, UsageError
 
 OverflowPolicy = Literal["drop-oldest", "error"]
@@ -28,26 +28,8 @@ OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop-oldest", "error")
 MAX_SNAPSHOTS = 32
 
 
-@runtime_checkable
-class ChatEngine(Protocol):
-    """What a chat needs from an engine (both the llama.cpp and the fake engine fit)."""
-
-    model_name: str
-    n_ctx: int
-
-    def render_chat(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
-    ) -> str: ...
-
-    def chat_prompt(self, messages: Sequence[Message]) -> list[int]: ...
-
-    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]: ...
-
-    def detokenize(self, ids: Sequence[int]) -> str: ...
-
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Generation: ...
-
-    def close(self) -> None: ...
+ChatEngine = Engine
+"""A chat needs nothing beyond the engine protocol (kept as a name for older callers)."""
 
 
 @dataclass
@@ -131,7 +113,7 @@ class PromptLog:
     def reset(self) -> None:
         self._snapshots.clear()
 
-    def tokens(self, engine: ChatEngine, messages: Sequence[Message]) -> tuple[str, list[int]]:
+    def tokens(self, engine: TokenLevel, messages: Sequence[Message]) -> tuple[str, list[int]]:
         """The rendered prompt and its ids, reusing the longest remembered prefix."""
         text = engine.render_chat(messages)
         base = self._longest_prefix(text)
@@ -149,7 +131,7 @@ class PromptLog:
         del self._snapshots[:-MAX_SNAPSHOTS]
 
     def remember_answer(
-        self, engine: ChatEngine, prompt: tuple[str, list[int]], answer: str, answer_ids: list[int]
+        self, engine: TokenLevel, prompt: tuple[str, list[int]], answer: str, answer_ids: list[int]
     ) -> None:
         """Remember prompt + answer, but only if the sampled ids really spell the answer.
 
@@ -175,29 +157,59 @@ def answer_reserve(n_ctx: int, max_tokens: int | None) -> int:
 
 @dataclass
 class FittedPrompt:
+    """The next prompt: exact ids for a token-level engine, the messages for a server."""
+
     text: str
     ids: list[int]
     dropped: int
     """Exchanges that left the window to make this prompt fit."""
+    messages: tuple[Message, ...] = ()
+    counted: int | None = None
+    """The server's count when there are no local ids (``None``: ``len(ids)``)."""
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids) if self.counted is None else self.counted
+
+    @property
+    def input(self) -> PromptInput:
+        """What to pass to ``engine.generate``."""
+        return self.ids if self.counted is None else Prompt.chat(self.messages)
+
+
+def measure(engine: Engine, log: PromptLog, messages: Sequence[Message]) -> FittedPrompt:
+    """The prompt for ``messages`` and its size, by the engine's own count."""
+    tokens = engine.token_level()
+    if tokens is None:
+        count = engine.count_tokens(Prompt.chat(messages))
+        return FittedPrompt("", [], 0, tuple(messages), count)
+    text, ids = log.tokens(tokens, messages)
+    return FittedPrompt(text, ids, 0, tuple(messages))
 
 
 def fit_prompt(
-    engine: ChatEngine,
+    engine: Engine,
     conversation: Conversation,
     log: PromptLog,
     *,
     reserve: int,
     policy: OverflowPolicy = "drop-oldest",
 ) -> FittedPrompt:
-    """The prompt for the conversation's next answer, trimmed to leave ``reserve`` tokens."""
+    """The prompt for the conversation's next answer, trimmed to leave ``reserve`` tokens.
+
+    Local and remote engines are trimmed alike: a server's prompt is measured by
+    ``engine.count_tokens`` (its tokenizer, or an estimate).
+    """
     dropped = 0
     while True:
-        text, ids = log.tokens(engine, conversation.in_context())
-        if len(ids) + reserve <= engine.n_ctx:
-            return FittedPrompt(text, ids, dropped)
+        prompt = measure(engine, log, conversation.in_context())
+        size = prompt.n_tokens
+        if size + reserve <= engine.n_ctx:
+            prompt.dropped = dropped
+            return prompt
         if policy == "error":
             raise DataError(
-                f"the conversation is {len(ids)} tokens; with {reserve} kept for the answer "
+                f"the conversation is {size} tokens; with {reserve} kept for the answer "
                 f"it does not fit the context of {engine.n_ctx}",
                 hint="start a new conversation (/clear), raise --ctx, or use "
                 "--on-overflow drop-oldest",
@@ -205,7 +217,7 @@ def fit_prompt(
         if not conversation.drop_oldest_exchange():
             what = "the system prompt and your message are" if conversation.system else "it is"
             raise DataError(
-                f"your message does not fit: {what} {len(ids)} tokens, the context holds "
+                f"your message does not fit: {what} {size} tokens, the context holds "
                 f"{engine.n_ctx} with {reserve} kept for the answer",
                 hint="send a shorter message, lower --max-tokens, or raise --ctx",
             )

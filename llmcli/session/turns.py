@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llmcli.engine.base import GenerationStats, TokenPiece
+from llmcli.engine.base import Engine, GenerationStats, TokenPiece
 from llmcli.errors import LlmcliError
 from llmcli.session.conversation import (
-    ChatEngine,
     ChatMessage,
     Conversation,
     FittedPrompt,
@@ -22,6 +21,7 @@ from llmcli.session.conversation import (
     PromptLog,
     answer_reserve,
     fit_prompt,
+    measure,
 )
 from llmcli.session.history import HistoryStore
 
@@ -37,7 +37,7 @@ class ChatSession:
 
     def __init__(
         self,
-        engine: ChatEngine,
+        engine: Engine,
         *,
         model_name: str,
         model_ref: str | None = None,
@@ -82,10 +82,10 @@ class ChatSession:
         text = "".join(piece.text for piece in pieces)
         answer = self.conversation.add("assistant", text, interrupted=interrupted)
         ids = [piece.token_id for piece in pieces if piece.token_id >= 0]
-        prompt = (turn.prompt.text, turn.prompt.ids)
-        if stats.finish_reason != "error":  # the engine may be gone (a server that died)
-            self.log.remember_answer(self.engine, prompt, text, ids)
-        self._used = len(turn.prompt.ids) + stats.generated_tokens
+        tokens = self.engine.token_level()
+        if tokens is not None and stats.finish_reason != "error":  # a server that died is gone
+            self.log.remember_answer(tokens, (turn.prompt.text, turn.prompt.ids), text, ids)
+        self._used = turn.prompt.n_tokens + stats.generated_tokens
         self._save(answer, stats=stats.to_dict())
         return answer
 
@@ -95,7 +95,7 @@ class ChatSession:
             self.engine, self.conversation, self.log, reserve=reserve, policy=self.policy
         )
         self.log.remember(prompt.text, prompt.ids)
-        self._used = len(prompt.ids)
+        self._used = prompt.n_tokens
         return prompt
 
     # -- editing --------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class ChatSession:
         self.conversation = conversation
         self._used = None
 
-    def switch_engine(self, engine: ChatEngine, *, model_name: str, model_ref: str | None) -> None:
+    def switch_engine(self, engine: Engine, *, model_name: str, model_ref: str | None) -> None:
         old = self.engine
         self.engine, self.model_name, self.model_ref = engine, model_name, model_ref
         self.log.reset()
@@ -145,15 +145,14 @@ class ChatSession:
         if self._used is None:
             if not self.conversation.messages and not self.conversation.system:
                 return 0
-            _, ids = self.log.tokens(self.engine, self.conversation.in_context())
-            self._used = len(ids)
+            self._used = measure(self.engine, self.log, self.conversation.in_context()).n_tokens
         return self._used
 
     def system_tokens(self) -> int:
         if not self.conversation.system:
             return 0
-        _, ids = self.log.tokens(self.engine, Conversation(self.conversation.system).in_context())
-        return len(ids)
+        system = Conversation(self.conversation.system).in_context()
+        return measure(self.engine, self.log, system).n_tokens
 
     # -- saving -------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from llmcli.config import format_value, write_atomic
 from llmcli.errors import DataError, LlmcliError, UsageError
+from llmcli.knobs import KNOBS
 from llmcli.paths import config_dir
 
 try:
@@ -30,15 +31,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_KNOB_KINDS = {"float": "float", "int": "int", "optional_int": "int", "bool": "bool"}
 SAMPLING_KINDS: dict[str, str] = {
-    "temperature": "float",
-    "top_p": "float",
-    "top_k": "int",
-    "min_p": "float",
-    "repeat_penalty": "float",
-    "seed": "int",
-    "max_tokens": "int",
-    "greedy": "bool",
+    **{knob.name: _KNOB_KINDS[knob.kind] for knob in KNOBS.values()},
     "stop": "list",
 }
 """The sampling settings a saved prompt may fix (flags given with ``ask -p`` still win)."""

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmcli.engine.base import Message, Sampling
+from llmcli.engine.base import Message, Prompt, Sampling, require_token_level
 from llmcli.engine.openai import OpenAIEngine
 from llmcli.engine.remote_http import RemoteConfig, display_url, normalize_base_url
 from llmcli.engine.sse import MAX_LINE_CHARS, SSEEvent, SSEFormatError, iter_events, iter_lines
@@ -248,7 +248,7 @@ def test_connect_timeout_is_a_temporary_failure() -> None:
         engine = OpenAIEngine(config, "m")
         try:
             with pytest.raises(TemporaryFailure, match="connecting to .* timed out"):
-                engine.generate(engine.chat_prompt([Message("user", "hi")]), Sampling()).text()
+                engine.generate(Prompt.chat([Message("user", "hi")]), Sampling()).text()
         finally:
             engine.close()
             for filler in fillers:
@@ -361,7 +361,7 @@ def test_cancel_closes_a_suspended_stream(stub: OpenAIStub) -> None:
     stub.script(stall(["a", "b"], seconds=60))
     engine = OpenAIEngine(RemoteConfig(base_url=stub.url), "m")
     try:
-        generation = engine.generate(engine.chat_prompt([Message("user", "x")]), Sampling())
+        generation = engine.generate(Prompt.chat([Message("user", "x")]), Sampling())
         assert next(iter(generation)).text == "a"
         generation.cancel()
         assert stub.disconnected.wait(timeout=30)
@@ -398,10 +398,12 @@ def test_bad_base_url() -> None:
 
 def test_token_level_operations_raise_usage_errors() -> None:
     engine = OpenAIEngine(RemoteConfig(base_url="http://127.0.0.1:9/v1"), "m")
+    assert engine.token_level() is None  # asked for explicitly, never probed
     for call in (
-        lambda: engine.tokenize("x"),
-        lambda: engine.next_token_logprobs([1]),
+        lambda: require_token_level(engine, "tokenizing"),
+        lambda: require_token_level(engine, "next-token probabilities"),
         lambda: engine.generate([1, 2, 3], Sampling()),
+        lambda: engine.generate(Prompt.tokens([1, 2, 3]), Sampling()),
     ):
         with pytest.raises(UsageError, match="not available with a remote engine"):
             call()

@@ -1,0 +1,61 @@
+"""``llmcli ask -c``: one more turn in the most recent conversation, both messages saved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llmcli.engine.base import Engine, PromptInput
+from llmcli.service.turn import TurnResult
+from llmcli.session.history import HistoryStore
+from llmcli.session.turns import ChatSession, Turn
+
+
+class ContinuedAsk:
+    """The last conversation, ready for one more turn.
+
+    With no conversation yet, the turn starts one. Without ``-m`` the conversation's
+    own model is used, so ``ask -c`` after a chat goes on with the model of that chat.
+    """
+
+    def __init__(self, store: HistoryStore | None = None) -> None:
+        self.store = store or HistoryStore()
+        last = self.store.last_id()
+        self.conversation = self.store.load(last) if last is not None else None
+        self.model_ref = self.store.info(last).model_ref if last is not None else None
+        self.session: ChatSession | None = None
+        self.turn: Turn | None = None
+
+    def prompt(
+        self,
+        engine: Engine,
+        *,
+        model_name: str,
+        model_ref: str | None,
+        system: str | None,
+        text: str,
+        max_tokens: int | None,
+        notice: Callable[[str], None] = lambda message: None,
+    ) -> PromptInput:
+        """The prompt for ``text`` after the conversation (oldest turns dropped to fit)."""
+        self.session = ChatSession(
+            engine,
+            model_name=model_name,
+            model_ref=model_ref,
+            store=self.store,
+            conversation=self.conversation,
+        )
+        if system is not None and system != self.session.conversation.system:
+            self.session.set_system(system)
+        self.turn = self.session.begin_turn(text, max_tokens=max_tokens)
+        dropped = self.turn.prompt.dropped
+        if dropped:
+            notice(f"dropped the {dropped} oldest exchange(s) to fit the context")
+        return self.turn.prompt.input
+
+    def save(self, result: TurnResult) -> None:
+        """Save the answer (once), complete or interrupted."""
+        if self.session is not None and self.turn is not None:
+            self.session.finish_turn(
+                self.turn, result.pieces, result.stats, interrupted=result.interrupted
+            )
+            self.turn = None
