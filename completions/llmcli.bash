@@ -49,7 +49,7 @@ _llmcli_options() {
         "prompts edit") echo "-h --help" ;;
         "prompts list") echo "--json -h --help" ;;
         "prompts rm") echo "-h --help" ;;
-        "prompts save") echo "-s --system -m --model --schema -d --description -t --temperature --top-p --top-k --min-p --repeat-penalty --seed -n --max-tokens --stop --greedy --no-greedy -f --force -h --help" ;;
+        "prompts save") echo "-s --system -m --model --schema -d --description -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -f --force -h --help" ;;
         "prompts show") echo "--json -h --help" ;;
         "ps") echo "--json -h --help" ;;
         "pull") echo "-l --list --ctx --wait -h --help" ;;
@@ -155,6 +155,7 @@ _llmcli_option_value() {
         "prompts save|--top-k") echo "text" ;;
         "prompts save|--min-p") echo "text" ;;
         "prompts save|--repeat-penalty") echo "text" ;;
+        "prompts save|--presence-penalty") echo "text" ;;
         "prompts save|--seed") echo "text" ;;
         "prompts save|-n"|"prompts save|--max-tokens") echo "text" ;;
         "prompts save|--stop") echo "text" ;;

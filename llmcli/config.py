@@ -146,7 +146,7 @@ KEYS: dict[str, Key] = {
             per_model=False, example="bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M",
             unset="the bundled SmolLM2"),
         *(_knob_key(knob) for knob in KNOBS.values() if knob.config),
-        Key("ctx", "int", "context window in tokens", 1, example=4096,
+        Key("ctx", "int", "context window in tokens", 1, 1 << 30, example=4096,
             unset="the model's trained context, at most 4096"),
         Key("gpu_layers", "gpu_layers", "layers to offload: N, all or auto"),
         Key("threads", "int", "CPU threads", 1, example=4, unset="physical cores"),
@@ -338,18 +338,26 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(override).expanduser() if override else paths.config_file()
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_config(path: Path) -> ConfigFile:
     """Parse and validate ``path``; a missing file is an empty config."""
+    from llmcli.bounded import FileTooLarge, NotRegularFile, read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_bounded(path, MAX_CONFIG_BYTES)  # a FIFO or /dev/zero must not hang us
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         return ConfigFile(path, False, {}, {})
     except IsADirectoryError:
         raise ConfigError(path, "is a directory, not a file") from None
+    except (NotRegularFile, FileTooLarge) as exc:
+        raise ConfigError(path, str(exc.strerror)) from None
     except OSError as exc:
         raise ConfigError(path, f"cannot be read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        bad_line = text_line_of_offset(path.read_bytes(), exc.start)
+        bad_line = text_line_of_offset(raw, exc.start)
         raise ConfigError(path, "is not UTF-8 text", bad_line) from exc
     try:
         data = tomllib.loads(text)

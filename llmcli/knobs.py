@@ -96,7 +96,7 @@ KNOBS: dict[str, Knob] = {
              shown_default="0.0 = off", note="0 = off", llama="presence_penalty",
              remote="presence_penalty"),
         Knob("seed", "optional_int", None, "Random seed: the same seed gives the same text.",
-             config=False, unset="random"),
+             0, 2**32 - 2, config=False, unset="random"),  # 32-bit in llama.cpp: never wrapped
         # 512: at the default sampling SmolLM2 sometimes loops until the context is full
         # (benchmarks/bench_quickstart.py); every answer that ends by itself is shorter.
         Knob("max_tokens", "limit", 512, "Generate at most N tokens (0 or none: no limit).", 0,

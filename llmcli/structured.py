@@ -169,14 +169,14 @@ def validate_answer(schema: Mapping[str, Any], text: str) -> Any:
     except json.JSONDecodeError as exc:
         raise AnswerInvalid(
             f"the answer is not valid JSON: {exc.msg} at character {exc.pos}",
-            hint="the server may not support response_format; try --json to see the text",
+            hint="--json prints the text with the error (a server may ignore response_format)",
         ) from None
     validator = validators.validator_for(schema)(schema)
     error = exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         raise AnswerInvalid(
             f"the answer does not match the schema: {error.message}{_at(error.absolute_path)}",
-            hint="the server may ignore response_format; --json shows the text",
+            hint="--json prints the text with the error (a server may ignore response_format)",
         )
     return value
 

@@ -318,6 +318,13 @@ def test_a_server_gets_response_format_and_its_answer_is_validated() -> None:
         bad = run_cli("ask", "--base-url", stub.url, "--schema", "name, age int", "a person")
         assert bad.returncode == 65 and bad.stdout == b""
         assert b"does not match the schema: 'age' is a required property" in bad.stderr
+        stub.script(stream(["Sure! Here it is: {"]))
+        shown = run_cli("ask", "--base-url", stub.url, "--json-object", "--json", "x")
+        assert shown.returncode == 65
+        data = json.loads(shown.stdout)  # --json still shows what came back, and why
+        assert data["text"] == "Sure! Here it is: {" and data["value"] is None
+        assert data["error"].startswith("the answer is not valid JSON")
+        assert (stub.completions()[-1].body or {})["response_format"] == {"type": "json_object"}
 
 
 # -- chat -------------------------------------------------------------------------------------
@@ -345,3 +352,17 @@ def test_chat_schema_constrains_the_following_answers() -> None:
         validate_answer(SCHEMAS["enum"], out[2])
     assert "does not match" not in stderr  # ... and no longer checked
     assert "schema removed" in stderr and "unknown type 'integr'" in stderr
+
+
+def test_prompts_edit_checks_the_file_after_the_editor(llmcli_home: Path) -> None:
+    writes = 'printf \'%s\' "$0" > "$1"'  # EDITOR='sh -c ... TEXT' gets the path last
+    good = run_cli(
+        "prompts", "edit", "p1", env={"EDITOR": f"sh -c '{writes}' 'prompt = \"hi $1\"'"}
+    )
+    assert good.returncode == 0, good.stderr.decode()
+    assert run_cli("prompts", "show", "p1").stdout.decode().endswith('prompt = "hi $1"\n')
+    bad = run_cli("prompts", "edit", "p1", env={"EDITOR": f"sh -c '{writes}' 'prompt = 5'"})
+    assert bad.returncode == 65 and b"p1.toml: prompt must be a string" in bad.stderr
+    template = run_cli("prompts", "edit", "p2", env={"EDITOR": "true"})
+    assert template.returncode == 0  # the commented template is itself valid
+    assert "{input}" in (llmcli_home / "config" / "prompts" / "p2.toml").read_text()

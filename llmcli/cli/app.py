@@ -69,9 +69,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit status (no ``sys.exit``; used by tests)."""
     debug = os.environ.get("LLMCLI_DEBUG", "") not in ("", "0")
     try:
-        result = app(
-            args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False
-        )
+        from llmcli.session.inputs import check_argv
+
+        args = list(argv) if argv is not None else sys.argv[1:]
+        check_argv(args)
+        result = app(args=args, prog_name=PROG, standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.OK
     except LlmcliError as exc:
         if debug:

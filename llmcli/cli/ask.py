@@ -47,6 +47,7 @@ from llmcli.service.ask import (
 from llmcli.service.continued import ContinuedAsk
 from llmcli.service.turn import TurnResult
 from llmcli.session.inputs import EncodingErrors, combine_prompt, read_stdin
+from llmcli.structured import AnswerInvalid
 
 if TYPE_CHECKING:
     from llmcli.store.prompts import SavedPrompt
@@ -269,17 +270,29 @@ def _report_structured(
     json_output: bool,
     model_name: str,
 ) -> None:
-    """The validated JSON alone on stdout (with --json: inside the usual object)."""
+    """The validated JSON alone on stdout; with --json, inside the usual object.
+
+    An answer that fails (cut off, not JSON, not valid) prints nothing, except with
+    --json: the object then carries the text and the ``error``; either way exit 65.
+    """
+    if stats:
+        from llmcli.render.stats import format_stats
+
+        notify(env, format_stats(result.stats))
+    failure: AnswerInvalid | None = None
     try:
         line = structured_answer(output, result.text, result.stats)
-    finally:
-        if stats:
-            from llmcli.render.stats import format_stats
-
-            notify(env, format_stats(result.stats))
+    except AnswerInvalid as exc:
+        if not json_output:
+            raise
+        failure, line = exc, ""
     if json_output:
         data = answer_json(model_name, result, 0)
-        data["value"] = json.loads(line) if output.schema is not None else None
+        data["value"] = json.loads(line) if line and output.schema is not None else None
+        if failure is not None:
+            data["error"] = failure.message
         line = dumps(data)
     env.stdout.write(line + "\n")
     env.stdout.flush()
+    if failure is not None:
+        raise failure

@@ -114,21 +114,20 @@ def _embed(
     engine: Engine, inputs: list[str], pooling: str
 ) -> tuple[list[np.ndarray], list[int | None], str]:
     """Vectors, token counts (None from a server) and the pooling actually used."""
-    from llmcli.engine.embed import local_embeddings
-    from llmcli.engine.llama import LlamaEngine
-
-    if not isinstance(engine, LlamaEngine):
-        remote: Any = engine
-        return remote.embed(inputs), [None] * len(inputs), "server"
-    prompts = [engine.tokenize(text, add_bos=True) for text in inputs]
-    longest = max(len(p) for p in prompts)
-    if longest > engine.n_ctx:
+    capability = engine.embeddings()
+    if capability is None:
         raise UsageError(
-            f"a text is {longest} tokens but the context holds {engine.n_ctx}",
-            hint="shorten it or raise --ctx",
+            f"{engine.model_name} gives no embeddings here",
+            hint="use a local GGUF model or a server with /v1/embeddings (--base-url)",
         )
-    counts: list[int | None] = [len(p) for p in prompts]
-    return local_embeddings(engine, prompts, pooling=pooling), counts, pooling
+    vectors = capability.embed(inputs, pooling=pooling)
+    if pooling not in capability.poolings:  # the server pools as it likes
+        return vectors, [None] * len(inputs), "server"
+    tokens = engine.token_level()
+    counts: list[int | None] = [
+        len(tokens.tokenize(text, add_bos=True)) if tokens is not None else None for text in inputs
+    ]
+    return vectors, counts, pooling
 
 
 def _json(

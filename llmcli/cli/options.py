@@ -58,6 +58,7 @@ CtxOpt = Annotated[
     typer.Option(
         "--ctx",
         min=1,
+        max=1 << 30,  # engine.base.MAX_CTX: larger sizes would wrap inside llama.cpp
         help="Context window in tokens, rounded up to a multiple "
         "of 256 [default: the model's, at most 4096].",
         rich_help_panel=MODEL,

@@ -12,6 +12,7 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import app
+from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
 
@@ -50,6 +51,7 @@ def _print_json(env: Environment, data: Any) -> None:
 
 
 @prompts_app.command("save")
+@sampling_options
 def save(
     prompt_name: NameArg,
     text: Annotated[
@@ -77,23 +79,8 @@ def save(
             "--description", "-d", help="A note shown by 'prompts list'.", show_default=False
         ),
     ] = None,
-    temperature: opt.TemperatureOpt = None,
-    top_p: opt.TopPOpt = None,
-    top_k: opt.TopKOpt = None,
-    min_p: opt.MinPOpt = None,
-    repeat_penalty: opt.RepeatPenaltyOpt = None,
-    seed: opt.SeedOpt = None,
-    max_tokens: opt.MaxTokensOpt = None,
+    knobs: KnobFlags = KNOB_OPTIONS,
     stop: opt.StopOpt = None,
-    greedy: Annotated[
-        bool | None,
-        typer.Option(
-            "--greedy/--no-greedy",
-            help="Save argmax decoding on (or off).",
-            rich_help_panel=opt.SAMPLING,
-            show_default=False,
-        ),
-    ] = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace a saved prompt of the same name.")
     ] = False,
@@ -114,22 +101,14 @@ def save(
     if path.exists() and not force:
         raise LlmcliError(f"a prompt named {prompt_name!r} is saved already", hint="pass --force")
     if text is None and not env.stdin_isatty:
-        text = sys.stdin.read()
-    sampling = {
-        key: value
-        for key, value in {
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "min_p": min_p,
-            "repeat_penalty": repeat_penalty,
-            "seed": seed,
-            "max_tokens": max_tokens,
-            "stop": list(stop) if stop else None,
-            "greedy": greedy,
-        }.items()
-        if value is not None
-    }
+        text = sys.stdin.read() or None
+    sampling: dict[str, Any] = {
+        name: value
+        for name, value in knobs.knobs.items()
+        if value is not None and value is not False
+    }  # every sampling knob (from llmcli.knobs.KNOBS) the command line gave
+    if stop:
+        sampling["stop"] = list(stop)
     saved = SavedPrompt(
         name=prompt_name,
         prompt=text,

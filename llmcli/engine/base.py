@@ -29,6 +29,13 @@ sizes its buffers from the value asked for; asking for multiples keeps them equa
 DEFAULT_CTX_CAP = 4096
 
 
+MAX_CTX = 1 << 30
+"""The largest context llmcli asks llama.cpp for: sizes past 2**32 would wrap in its 32-bit
+fields (``--ctx 4294967296`` became a tiny context), and no machine holds a KV cache this big."""
+MAX_SEED = 2**32 - 2
+"""llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random": larger seeds would wrap."""
+
+
 def round_ctx(n: int) -> int:
     """Round a context size up to llama.cpp's granule (never below one granule)."""
     return max(CTX_GRANULE, math.ceil(n / CTX_GRANULE) * CTX_GRANULE)
@@ -257,7 +264,23 @@ class Engine(Protocol):
         """The token-level view of this engine, or ``None`` when it has none (a server)."""
         ...
 
+    def embeddings(self) -> Embeddings | None:
+        """Pooled embedding vectors of texts, or ``None`` when this engine cannot give them."""
+        ...
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Embeddings(Protocol):
+    """One vector per text (``llmcli embed``): a local side context or ``/v1/embeddings``."""
+
+    poolings: tuple[str, ...]
+    """The ``pooling`` values honoured; ``()`` when the server decides its own pooling."""
+
+    def embed(self, texts: Sequence[str], *, pooling: str) -> list[np.ndarray]:
+        """Vectors in input order, not normalized by the caller's request."""
+        ...
 
 
 @runtime_checkable

@@ -63,6 +63,40 @@ def local_embeddings(
     return vectors
 
 
+class LocalEmbeddings:
+    """The :class:`~llmcli.engine.base.Embeddings` capability of a loaded llama.cpp model."""
+
+    poolings: tuple[str, ...] = POOLINGS
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def embed(self, texts: Sequence[str], *, pooling: str) -> list[np.ndarray]:
+        prompts = [self._engine.tokenize(text, add_bos=True) for text in texts]
+        longest = max((len(p) for p in prompts), default=0)
+        if longest > self._engine.n_ctx:
+            raise DataError(
+                f"a text is {longest} tokens but the context holds {self._engine.n_ctx}",
+                hint="shorten it or raise --ctx",
+            )
+        return local_embeddings(self._engine, prompts, pooling=pooling)
+
+
+class RemoteEmbeddings:
+    """The capability of an OpenAI-compatible server: ``POST /v1/embeddings``."""
+
+    poolings: tuple[str, ...] = ()
+
+    def __init__(self, http: Any, model: str, with_retries: Any) -> None:
+        self._http, self._model, self._with_retries = http, model, with_retries
+
+    def embed(self, texts: Sequence[str], *, pooling: str) -> list[np.ndarray]:
+        result: list[np.ndarray] = self._with_retries(
+            lambda: remote_embeddings(self._http, self._model, texts)
+        )
+        return result
+
+
 def remote_embeddings(http: Any, model: str, texts: Sequence[str]) -> list[np.ndarray]:
     """``POST /v1/embeddings`` with every text at once; vectors in input order."""
     data = http.post_json("embeddings", {"model": model, "input": list(texts)})

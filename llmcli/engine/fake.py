@@ -84,6 +84,10 @@ class FakeEngine:
     def token_level(self) -> TokenLevel:
         return self
 
+    def embeddings(self) -> None:
+        """The fake engine has no vectors to give."""
+        return None
+
     def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         ids = encode(self, prompt)
         self.history.append(ids)

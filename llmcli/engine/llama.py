@@ -35,6 +35,7 @@ import numpy as np
 
 from llmcli.engine.base import (
     DEFAULT_CTX_CAP,
+    Embeddings,
     Generation,
     GenerationStats,
     LoadOptions,
@@ -363,6 +364,12 @@ class LlamaEngine:
     def token_level(self) -> TokenLevel:
         return self
 
+    def embeddings(self) -> Embeddings:
+        """Pooled vectors from a side context of this model (``llmcli.engine.embed``)."""
+        from llmcli.engine.embed import LocalEmbeddings
+
+        return LocalEmbeddings(self)
+
     def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         """Start generating after ``prompt``; iterate the result for text pieces."""
         ids = encode(self, prompt)
@@ -389,16 +396,17 @@ class LlamaEngine:
         (handed to the sampler it would crash the process at the first token).
         """
         if sampling.grammar is not None:
-            key, make = sampling.grammar, lambda: sampling.grammar or ""
+            key = "gbnf:" + sampling.grammar
         elif sampling.json_schema is not None:
-            schema = sampling.json_schema
-            key = json.dumps(schema, sort_keys=True)
-            make = lambda: schema_to_gbnf(schema)  # noqa: E731
+            key = "schema:" + json.dumps(sampling.json_schema, sort_keys=True)
         else:
             return None
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = make()
+            if sampling.grammar is not None:
+                grammar = sampling.grammar
+            else:
+                grammar = schema_to_gbnf(sampling.json_schema or {})
             check_grammar(self._lib, self._vocab, grammar)
             self._grammars[key] = grammar
         return grammar

@@ -21,7 +21,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from llmcli.engine.stops import StopMatcher
 from llmcli.errors import LlmcliError, ServiceUnavailable, TemporaryFailure, UsageError
 
 if TYPE_CHECKING:
-    import numpy as np
+    from llmcli.engine.embed import RemoteEmbeddings
 
 NO_TOKEN = -1
 """``TokenPiece.token_id`` of remote pieces: the server does not send token ids."""
@@ -178,14 +178,11 @@ class OpenAIEngine:
         if match is not None and match.context_length and self.n_ctx == DEFAULT_CTX_CAP:
             self.n_ctx = match.context_length
 
-    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Embedding vectors from the server's ``/v1/embeddings`` (it pools and normalizes)."""
-        from llmcli.engine.embed import remote_embeddings
+    def embeddings(self) -> RemoteEmbeddings:
+        """``/v1/embeddings`` (the server pools and normalizes; retried like a generation)."""
+        from llmcli.engine.embed import RemoteEmbeddings
 
-        result: list[np.ndarray] = self._with_retries(
-            lambda: remote_embeddings(self._http, self.model_name, texts)
-        )
-        return result
+        return RemoteEmbeddings(self._http, self.model_name, self._with_retries)
 
     # -- prompts and generation -------------------------------------------------
 
@@ -246,6 +243,7 @@ class OpenAIEngine:
         cancel: threading.Event,
     ) -> Iterator[TokenPiece]:
         reader = _ChunkReader(stats, StopMatcher(sampling.stop), self.config.read_timeout_s)
+        reader.max_tokens = sampling.max_tokens  # a server may ignore max_tokens: stop here too
         attempt = 0
         try:
             while not cancel.is_set():
@@ -318,6 +316,7 @@ class _ChunkReader:
         self._counted = 0
         self._server_finish: str | None = None
         self._usage = False
+        self.max_tokens: int | None = None
 
     def pieces(self, lines: Iterable[str], cancel: threading.Event) -> Iterator[TokenPiece]:
         """Pieces from one response; a malformed or cut stream raises :class:`RequestFailed`.
@@ -340,6 +339,9 @@ class _ChunkReader:
                         yield piece
                         if self.stops.stopped:
                             return
+                    if self.max_tokens is not None and self._counted >= self.max_tokens:
+                        self._server_finish = "length"  # the server ignored max_tokens
+                        return
                 if time.perf_counter() - last_token > self.token_timeout_s:
                     raise _failure(
                         TemporaryFailure(
@@ -405,16 +407,20 @@ class _ChunkReader:
         ]
 
     def _read_usage(self, usage: Any) -> None:
+        """The server's token counts; negative, boolean or absurd ones are ignored."""
         if not isinstance(usage, dict):
             return
-        if isinstance(usage.get("prompt_tokens"), int):
-            self.stats.prompt_tokens = usage["prompt_tokens"]
-        if isinstance(usage.get("completion_tokens"), int):
-            self.stats.generated_tokens = usage["completion_tokens"]
+        prompt = _token_count(usage.get("prompt_tokens"))
+        if prompt is not None:
+            self.stats.prompt_tokens = prompt
+        completion = _token_count(usage.get("completion_tokens"))
+        if completion is not None:
+            self.stats.generated_tokens = completion
             self._usage = True
         details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            self.stats.cached_tokens = details["cached_tokens"]
+        cached = _token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        if cached is not None:
+            self.stats.cached_tokens = cached
 
     def fail(self, error: LlmcliError) -> None:
         """An error after the first token: the answer so far stands, marked as failed."""
@@ -446,6 +452,12 @@ class _TokenLogprob:
     token: str
     logprob: float
     top: list[tuple[str, float]]
+
+
+def _token_count(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        return None
+    return value
 
 
 def _failure(error: LlmcliError) -> RequestFailed:

@@ -398,6 +398,10 @@ class ServedEngine:
         """The server holds a llama.cpp model: ids, bytes and distributions travel the socket."""
         return self
 
+    def embeddings(self) -> None:
+        """Embeddings need a side context of an in-process model: ``embed`` loads one."""
+        return None
+
     def generate(self, prompt: PromptInput, sampling: Sampling) -> Generation:
         prompt = encode(self, prompt)
         if not prompt:

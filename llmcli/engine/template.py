@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +83,7 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self._budget = self._new_budget()
-        self._template = self._compile(source)
+        self._template = self._compile_bounded(source)
 
     @property
     def sha256(self) -> str:
@@ -97,6 +97,8 @@ class ChatTemplate:
         """
         given = sum(len(str(m.get("content") or "")) for m in messages)
         self._budget = self._new_budget(extra_chars=2 * given)
+        if _forking():
+            return self._in_child(lambda: self._render_watched(messages, add_generation_prompt))
         result: list[str] = []
         failure: list[BaseException] = []
 
@@ -121,6 +123,34 @@ class ChatTemplate:
         if failure:
             raise _as_template_error(failure[0])
         return result[0]
+
+    def _compile_bounded(self, source: str) -> Any:
+        """Compile in a killable child first (a 15 MB template takes minutes and gigabytes
+        in Jinja2); only a template that compiled there within the limits is compiled here."""
+        if _forking():
+            self._in_child(lambda: self._compile(source) and None)
+        return self._compile(source)
+
+    def _in_child(self, work: Callable[[], Any]) -> Any:
+        """``work`` in a forked child (:mod:`llmcli.engine.template_worker`), errors as
+        :class:`TemplateError`; the child is killed at the deadline or on Ctrl-C."""
+        from llmcli.engine.template_worker import ChildError, ChildFailed, run_in_child
+
+        try:
+            return run_in_child(work, timeout_s=MAX_SECONDS + 0.5, describe=_describe)
+        except ChildError as exc:
+            raise TemplateError(exc.message, hint=exc.hint) from None
+        except ChildFailed as exc:
+            if exc.timed_out:
+                raise TemplateError(
+                    "chat template took too long to render", hint=TEMPLATE_HINT
+                ) from None
+            raise TemplateError(f"chat template {exc}", hint=TEMPLATE_HINT) from None
+
+    def _render_watched(self, messages: Sequence[dict[str, str]], add_gen: bool) -> str:
+        from llmcli.engine.sandbox import run_watched
+
+        return run_watched(self._current_budget, lambda: self._render_bounded(messages, add_gen))
 
     def _render_bounded(self, messages: Sequence[dict[str, str]], add_gen: bool) -> str:
         chunks: list[str] = []
@@ -160,6 +190,13 @@ class ChatTemplate:
                 f"chat template has a syntax error on line {exc.lineno}: {exc.message}",
                 hint=TEMPLATE_HINT,
             ) from exc
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            # Python's compiler on Jinja2's output: "too many statically nested blocks" (30
+            # nested for), "too many nested parentheses" (300), or the stack running out.
+            detail = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+            raise TemplateError(
+                f"chat template is nested too deeply to compile ({detail})", hint=TEMPLATE_HINT
+            ) from None
 
     def _current_budget(self) -> Budget:
         return self._budget
@@ -181,6 +218,22 @@ def _strftime_now(fmt: str) -> str:
 
 def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+def _forking() -> bool:
+    from llmcli.engine.template_worker import can_fork
+
+    return can_fork()
+
+
+def _describe(exc: BaseException) -> Any:
+    """In the child: what went wrong, as text for the parent."""
+    from llmcli.engine.template_worker import ChildError
+
+    error = _as_template_error(exc)
+    if isinstance(error, TemplateError):
+        return ChildError("template", error.message, error.hint)
+    return ChildError("template", f"chat template failed: {exc}", TEMPLATE_HINT)
 
 
 def _as_template_error(exc: BaseException) -> BaseException:

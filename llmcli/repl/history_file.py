@@ -44,6 +44,10 @@ def entry_bytes(text: str, when: datetime.datetime | None = None) -> bytes:
     return f"\n# {stamp}\n{lines}".encode("utf-8", errors="replace")
 
 
+MAX_HISTORY_BYTES = 64 << 20
+"""A larger input history is not loaded (the chat starts without it, and says so)."""
+
+
 class LockedFileHistory(FileHistory):
     """A ``FileHistory`` whose appends are atomic between processes."""
 
@@ -54,6 +58,17 @@ class LockedFileHistory(FileHistory):
         super().__init__(str(path))
 
     def load_history_strings(self) -> Iterable[str]:
+        from llmcli.bounded import is_special
+
+        try:
+            if is_special(self.path) or self.path.stat().st_size > MAX_HISTORY_BYTES:
+                self.failed = True  # a FIFO or /dev/zero would hang the chat's start
+                return []
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.failed = True
+            return []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with locked(self.lock_path, exclusive=False):
@@ -64,6 +79,11 @@ class LockedFileHistory(FileHistory):
 
     def store_string(self, string: str) -> None:
         """Append one entry; a history that cannot be written never stops the chat."""
+        from llmcli.bounded import is_special
+
+        if is_special(self.path):
+            self.failed = True
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with locked(self.lock_path, exclusive=True):

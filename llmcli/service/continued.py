@@ -24,6 +24,7 @@ class ContinuedAsk:
         self.model_ref = self.store.info(last).model_ref if last is not None else None
         self.session: ChatSession | None = None
         self.turn: Turn | None = None
+        self.system_changed = False
 
     def prompt(
         self,
@@ -37,15 +38,18 @@ class ContinuedAsk:
         notice: Callable[[str], None] = lambda message: None,
     ) -> PromptInput:
         """The prompt for ``text`` after the conversation (oldest turns dropped to fit)."""
+        # No store in the session: the question is saved together with its answer, in one
+        # transaction (see save), so concurrent ``ask -c`` turns stay adjacent pairs.
         self.session = ChatSession(
             engine,
             model_name=model_name,
             model_ref=model_ref,
-            store=self.store,
+            store=None,
             conversation=self.conversation,
         )
         if system is not None and system != self.session.conversation.system:
             self.session.set_system(system)
+            self.system_changed = True
         self.turn = self.session.begin_turn(text, max_tokens=max_tokens)
         dropped = self.turn.prompt.dropped
         if dropped:
@@ -55,7 +59,16 @@ class ContinuedAsk:
     def save(self, result: TurnResult) -> None:
         """Save the answer (once), complete or interrupted."""
         if self.session is not None and self.turn is not None:
-            self.session.finish_turn(
-                self.turn, result.pieces, result.stats, interrupted=result.interrupted
+            turn, self.turn = self.turn, None
+            answer = self.session.finish_turn(
+                turn, result.pieces, result.stats, interrupted=result.interrupted
             )
-            self.turn = None
+            conversation = self.session.conversation
+            fields: dict[str, str | None] | None = None
+            if conversation.id is None or self.system_changed:
+                fields = {"system": conversation.system}
+                if conversation.id is None:
+                    session = self.session
+                    fields |= {"model": session.model_name, "model_ref": session.model_ref}
+            pair = [(turn.user, None), (answer, result.stats.to_dict())]
+            conversation.id = self.store.append_exchange(conversation.id, pair, create=fields)

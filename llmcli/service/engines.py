@@ -45,6 +45,9 @@ class ModelFlags:
     """``--keep-alive``: how long the engine server keeps the model (``0``: in-process)."""
 
 
+MAX_TEMPLATE_FILE_BYTES = 4 << 20
+
+
 def chat_template_source(flags: ModelFlags) -> str | None:
     """The template override from ``--chat-template FILE`` or ``--chat-format NAME``."""
     if flags.chat_template and flags.chat_format:
@@ -60,11 +63,14 @@ def chat_template_source(flags: ModelFlags) -> str | None:
                 f"unknown chat format {flags.chat_format!r}", hint=f"choose one of: {names}"
             ) from None
     if flags.chat_template:
-        try:
-            return flags.chat_template.read_text(encoding="utf-8")
+        from llmcli.bounded import read_bounded
+
+        try:  # bounded: a FIFO or /dev/zero named here must not hang or fill memory
+            return read_bounded(flags.chat_template, MAX_TEMPLATE_FILE_BYTES).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise DataError(
-                f"cannot read chat template {flags.chat_template}: {exc}",
+                f"cannot read chat template {flags.chat_template}: {problem}",
                 hint="pass a readable UTF-8 Jinja2 file",
             ) from exc
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,12 @@ class HistoryStore:
                     hint="check free disk space and the file's permissions",
                 ) from exc
             raise self._corrupt(exc) from exc
+        except sqlite3.IntegrityError as exc:  # a foreign key: the conversation was removed
+            raise LlmcliError(
+                "the conversation was removed (llmcli history rm) while this command was "
+                "writing to it; this message was not saved",
+                hint="start a new conversation: /clear in a chat, or llmcli chat",
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from exc
 
@@ -244,6 +250,50 @@ class HistoryStore:
             )
         message.id = int(cursor.lastrowid or 0)
         return message.id
+
+    def append_exchange(
+        self,
+        conversation_id: int | None,
+        messages: Sequence[tuple[ChatMessage, Mapping[str, Any] | None]],
+        *,
+        create: Mapping[str, str | None] | None = None,
+    ) -> int:
+        """Save several messages (a question and its answer) in one transaction, so turns of
+        concurrent ``ask -c`` never interleave; with ``conversation_id`` None a conversation
+        is created first (``create`` holds its model, model_ref and system). Returns its id."""
+        now = time.time()
+        with self._write() as conn:
+            if conversation_id is None:
+                fields = dict(create or {})
+                cursor = conn.execute(
+                    "INSERT INTO conversations (created, updated, model, model_ref, system) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (now, now, fields.get("model"), fields.get("model_ref"), fields.get("system")),
+                )
+                conversation_id = int(cursor.lastrowid or 0)
+            elif create is not None and "system" in create:
+                conn.execute(
+                    "UPDATE conversations SET system = ? WHERE id = ?",
+                    (create["system"], conversation_id),
+                )
+            for message, stats in messages:
+                cursor = conn.execute(
+                    "INSERT INTO messages (conversation_id, role, content, interrupted, created, "
+                    "stats) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        conversation_id,
+                        message.role,
+                        message.content,
+                        int(message.interrupted),
+                        now,
+                        json.dumps(dict(stats)) if stats else None,
+                    ),
+                )
+                message.id = int(cursor.lastrowid or 0)
+            conn.execute(
+                "UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id)
+            )
+        return conversation_id
 
     def delete_messages(self, conversation_id: int, messages: list[ChatMessage]) -> None:
         ids = [m.id for m in messages if m.id is not None]

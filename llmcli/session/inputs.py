@@ -7,6 +7,8 @@ fixed bound, which is stated in the error so the user knows what to cut.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import IO, Literal
 
 from llmcli.errors import DataError, UsageError
@@ -58,3 +60,42 @@ def combine_prompt(stdin_text: str | None, words: list[str]) -> str:
             "the prompt is empty", hint="give a prompt, e.g. llmcli ask 'why is the sky blue?'"
         )
     return text
+
+
+def check_argv(args: Sequence[str]) -> None:
+    """Refuse command-line arguments that are not valid UTF-8 (exit 65), before any command.
+
+    Python hands undecodable argv bytes over as lone surrogates, which fail much later
+    (writing history, tokenizing) as an internal error. A file name may legitimately hold
+    such bytes on POSIX, so an argument (or the value of ``--opt=VALUE``) that names an
+    existing file is let through.
+    """
+    for index, arg in enumerate(args, start=1):
+        if not _has_surrogates(arg):
+            continue
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if _names_a_file(value):
+            continue
+        raw = arg.encode("utf-8", "surrogateescape")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            offset = exc.start
+        else:  # pragma: no cover - surrogates always come from undecodable bytes
+            offset = 0
+        raise DataError(
+            f"command-line argument {index} is not valid UTF-8 (byte offset {offset})",
+            hint="pass UTF-8 text (check the terminal's locale), or pipe the text in with "
+            "--encoding-errors replace",
+        )
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _names_a_file(text: str) -> bool:
+    try:
+        return os.path.lexists(os.fsencode(text))
+    except (ValueError, OSError, UnicodeError):
+        return False

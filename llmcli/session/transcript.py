@@ -84,9 +84,12 @@ def save_transcript(conversation: Conversation, path: Path, *, model: str | None
 def load_transcript(path: Path) -> Conversation:
     """Read a transcript that ``/save`` wrote (JSON or Markdown)."""
     path = user_path(str(path))
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TRANSCRIPT_BYTES + 1)
+    from llmcli.bounded import FileTooLarge, read_bounded
+
+    try:  # a FIFO or device named here must not hang the chat
+        data = read_bounded(path, MAX_TRANSCRIPT_BYTES)
+    except FileTooLarge:
+        data = b"\0" * (MAX_TRANSCRIPT_BYTES + 1)
     except OSError as exc:
         raise DataError(
             f"cannot read {path}: {exc.strerror or exc}", hint="check the file name"
@@ -109,6 +112,10 @@ def from_json(text: str, path: Path) -> Conversation:
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path} is not valid JSON (line {exc.lineno})", hint="load a file that /save wrote"
+        ) from None
+    except RecursionError:
+        raise DataError(
+            f"{path} is nested too deeply to be a transcript", hint="load a file that /save wrote"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
         raise DataError(f"{path} is not an llmcli transcript", hint="load a file that /save wrote")
@@ -157,7 +164,17 @@ def _body(lines: list[str]) -> str:
 
 
 def _add(conversation: Conversation, role: str, content: str, interrupted: bool) -> None:
+    if any("\ud800" <= ch <= "\udfff" for ch in content):  # JSON "\\ud800": not text
+        raise DataError(
+            f"a {role} message holds a lone surrogate (\\u{ord(_first_surrogate(content)):04x}), "
+            "which is not text",
+            hint="load a file that /save wrote",
+        )
     if role == "system":
         conversation.system = content or None
     else:
         conversation.add(role, content, interrupted=interrupted)
+
+
+def _first_surrogate(text: str) -> str:
+    return next(ch for ch in text if "\ud800" <= ch <= "\udfff")

@@ -713,4 +713,12 @@ def check_model_file(path: str | os.PathLike[str], *, allow_adapter: bool = Fals
             hint="pass a complete model file",
             path=path,
         )
+    trained = gguf.context_length
+    if trained is not None and not 0 <= trained < 2**31:
+        # llama.cpp keeps it as a signed 32-bit size in places: 2**32-1 reads as -1.
+        raise GGUFError(
+            f"{path} declares a context length of {trained} tokens, which llama.cpp cannot use",
+            hint="the file's metadata is damaged: download it again",
+            path=path,
+        )
     return gguf
