@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -29,6 +30,9 @@ class Environment:
     stdout_isatty: bool | None = None
     stderr_isatty: bool | None = None
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    engine_loader: Callable[..., Any] | None = None
+    """Stands in for loading a model: ``(flags, settings) -> (engine, resolved)``. Tests run
+    the real CLI in-process with the fake engine through it; ``None`` loads for real."""
 
     def __post_init__(self) -> None:
         if self.stdin_isatty is None:

@@ -22,10 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=ROOT / "completions", help="output folder")
     args = parser.parse_args(argv)
 
+    from llmcli.cli.app import app
     from llmcli.cli.cmdtree import command_tree
     from llmcli.cli.completion_gen import FILE_NAMES, SHELLS, generate
 
-    tree = command_tree()
+    tree = command_tree(app)
     stale = []
     for shell in SHELLS:
         path = args.dir / FILE_NAMES[shell]

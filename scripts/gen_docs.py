@@ -36,9 +36,10 @@ def stable_environment() -> None:
 
 
 def render() -> str:
+    from llmcli.cli.app import app
     from llmcli.cli.cmdtree import command_tree, help_text
 
-    commands = list(command_tree().walk())
+    commands = list(command_tree(app).walk())
     out = [TITLE, "", NOTE, ""]
     for command in commands:
         name = " ".join(("llmcli", *command.path))
@@ -47,7 +48,7 @@ def render() -> str:
         out.append(f"{depth}- [`{name}`](#{anchor})")
     for command in commands:
         name = " ".join(("llmcli", *command.path))
-        out += ["", f"## {name}", "", "```text", help_text(command.path).rstrip("\n"), "```"]
+        out += ["", f"## {name}", "", "```text", help_text(app, command.path).rstrip("\n"), "```"]
     return "\n".join(out) + "\n"
 
 

@@ -60,7 +60,7 @@ def kill_servers(under: Path) -> list[int]:
     return pids
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+def wait_for(condition: Callable[[], bool], timeout: float = 300.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -303,7 +303,7 @@ def test_completion_of_commands_and_settings() -> None:
         return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
 
     assert complete("/se") == ["/set"]
-    assert set(complete("/s")) == {"/save", "/set", "/stats", "/system"}
+    assert set(complete("/s")) == {"/save", "/schema", "/set", "/stats", "/system"}
     assert complete("/set te") == ["temperature"]
     assert complete("hello") == []
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llmcli.cli.app import app
 from llmcli.cli.cmdtree import command_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ def test_check_detects_a_stale_reference(tmp_path: Path) -> None:
 def test_every_visible_command_has_a_section_with_its_help() -> None:
     text = DOCS.read_text()
     sections = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
-    expected = [" ".join(("llmcli", *c.path)) for c in command_tree().walk()]
+    expected = [" ".join(("llmcli", *c.path)) for c in command_tree(app).walk()]
     assert sections == expected
     for name in expected:
         assert f"Usage: {name} " in text

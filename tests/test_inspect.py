@@ -191,7 +191,7 @@ def test_next_table_in_a_pipe_marks_the_argmax_without_escape_codes() -> None:
 
 def test_next_evaluates_only_the_new_token_at_each_step(model_path: Path) -> None:
     """The KV cache keeps the prompt: step k decodes one token, not the whole context."""
-    from llmcli.cli.inspect import greedy_steps
+    from llmcli.cli.next_token import greedy_steps
     from llmcli.engine.base import LoadOptions
     from llmcli.engine.llama import LlamaEngine
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import llmcli.cli.models_show  # noqa: F401  (registers the command)
-from llmcli.cli.base import app
+from llmcli.cli.app import app
 from llmcli.errors import UsageError
 from llmcli.store.gguf import GGUFError, read_gguf
 from tests import gguf_factory as gf

@@ -16,12 +16,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llmcli.engine.wire import encode
 from llmcli.serve.pool import FairLock
-from tests.conftest import run_cli
+from tests.conftest import run_cli as _run_cli
 from tests.serve_helpers import (
     kill_servers,
     running_server,
@@ -31,6 +32,13 @@ from tests.serve_helpers import (
     wait_for,
     warm_env,
 )
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """The CLI with room for a loaded shared machine (a server start, a model load)."""
+    kwargs.setdefault("timeout", 600)
+    return _run_cli(*args, **kwargs)
+
 
 PROMPT = "What is the best way to learn music?"
 ASK = ("ask", "--greedy", "-n", "12")
@@ -99,7 +107,7 @@ def test_warm_client_imports_neither_llama_cpp_nor_numpy(server_home: Path) -> N
     )
     env = dict(os.environ, **warm_env(server_home))
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, env=env, timeout=120, check=False
+        [sys.executable, "-c", code], capture_output=True, env=env, timeout=600, check=False
     )
     assert result.stdout.decode().splitlines()[-1] == "STATUS 0 HEAVY -", result.stderr
 
@@ -148,7 +156,7 @@ def test_ctrl_c_stops_the_generation_in_the_server(own_home: Path) -> None:
         expected = _ok(run_cli(*ASK, PROMPT, env=env))
         process = _start_long_answer(env)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=600)
         assert process.returncode == 130, err
         assert wait_for(lambda: len(_cancelled_turns(own_home)) == 1)
         assert _cancelled_turns(own_home)[0] < 3000
@@ -274,3 +282,10 @@ def test_a_damaged_or_foreign_state_file_is_a_cache_miss(own_home: Path) -> None
         stats = _stats(run_cli(*ASK, "-c", "--json", "And box 3?", env=env))
         assert stats["cached_tokens"] < 0.5 * stats["prompt_tokens"]
         assert "restored a KV state" not in server_log(own_home)
+
+
+def test_an_auto_started_server_exits_after_keep_alive_idle(own_home: Path) -> None:
+    env = warm_env(own_home, keep_alive="1s")
+    assert _ok(run_cli(*ASK, PROMPT, env=env))
+    assert wait_for(lambda: not server_pids(own_home), timeout=60)
+    assert not socket_of(own_home).exists()  # it removed its socket on the way out

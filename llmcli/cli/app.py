@@ -1,7 +1,10 @@
-"""The process boundary: run the Typer app and map every outcome to an exit status.
+"""The process boundary: build the app from its command table, run it, map outcomes to exit codes.
 
-This is the one place where exceptions become messages and exit codes
-(:class:`~llmcli.errors.ExitStatus`); everything below raises.
+Every command is registered here, explicitly, in the order ``--help`` lists them
+(as huggingface_hub's ``hf`` CLI does): command modules define plain functions and
+import nothing of this module, so there is no registration by import side effect
+and no import circle. This is also the one place where exceptions become messages
+and exit codes (:class:`~llmcli.errors.ExitStatus`); everything below raises.
 """
 
 from __future__ import annotations
@@ -17,29 +20,108 @@ from typing import NoReturn
 
 import typer
 
-# Command modules register themselves on the shared app when imported.
-import llmcli.cli.ask  # noqa: F401
-import llmcli.cli.bench  # noqa: F401
-import llmcli.cli.chat  # noqa: F401
-import llmcli.cli.completion  # noqa: F401
-import llmcli.cli.config_cmd  # noqa: F401
-import llmcli.cli.doctor  # noqa: F401
-import llmcli.cli.embed  # noqa: F401
-import llmcli.cli.history  # noqa: F401
-import llmcli.cli.inspect  # noqa: F401
-import llmcli.cli.lens  # noqa: F401
-import llmcli.cli.models  # noqa: F401
-import llmcli.cli.models_manage  # noqa: F401
-import llmcli.cli.models_show  # noqa: F401
-import llmcli.cli.prompts  # noqa: F401
-import llmcli.cli.pull  # noqa: F401
-import llmcli.cli.warm  # noqa: F401
-from llmcli.cli.base import app
+from llmcli.cli import (
+    ask,
+    bench,
+    chat,
+    completion,
+    config_cmd,
+    doctor,
+    embed,
+    history,
+    inspect,
+    lens,
+    models_manage,
+    models_show,
+    next_token,
+    prompts,
+    pull,
+    warm,
+)
+from llmcli.cli.base import new_app, new_group
+from llmcli.context import Environment
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
 PROG = "llmcli"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 """Write errors that no command handled itself, e.g. stdout on a full disk (``> /dev/full``)."""
+
+
+def _register_commands(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Generate")(ask.ask)
+    app.command(rich_help_panel=inspect.INSPECT)(inspect.tokenize)
+    app.command(rich_help_panel=inspect.INSPECT)(inspect.detokenize)
+    app.command("next", rich_help_panel=inspect.INSPECT)(next_token.next_token)
+    app.command(rich_help_panel=inspect.INSPECT)(bench.bench)
+    app.command(rich_help_panel="Generate")(chat.chat)
+    app.command(rich_help_panel="Setup")(doctor.doctor)
+    app.command(rich_help_panel=inspect.INSPECT)(embed.embed)
+    app.command(rich_help_panel=inspect.INSPECT)(lens.lens)
+    app.command("pull", rich_help_panel="Models")(pull.pull)
+    app.command(rich_help_panel=warm.SERVER)(warm.serve)
+    app.command(rich_help_panel=warm.SERVER)(warm.ps)
+    app.command(rich_help_panel=warm.SERVER)(warm.stop)
+
+
+def _register_groups(app: typer.Typer) -> None:
+    shell = new_group(
+        "completion", "Shell completion for bash, zsh and fish (commands, options, model names)."
+    )
+    shell.command("install")(completion.install)
+    shell.command("models", hidden=True)(completion.models)
+    shell.command("prompts", hidden=True)(completion.prompts)
+    app.add_typer(shell, name="completion", rich_help_panel="Setup")
+
+    config = new_group(
+        "config", "Show and change settings (the TOML config file and LLMCLI_* variables)."
+    )
+    config.command("path")(config_cmd.path_cmd)
+    config.command("show")(config_cmd.show)
+    config.command("set")(config_cmd.set_cmd)
+    config.command("unset")(config_cmd.unset_cmd)
+    config.command("edit")(config_cmd.edit)
+    app.add_typer(config, name="config", rich_help_panel="Setup")
+
+    saved = new_group(
+        "history",
+        "List, show and remove saved conversations (resume one with 'llmcli chat --resume ID').",
+    )
+    saved.command("list")(history.history_list)
+    saved.command("show")(history.history_show)
+    saved.command("rm")(history.history_rm)
+    app.add_typer(saved, name="history")
+
+    models = new_group("models", "List, inspect and remove models in the local store.")
+    models.command("list")(models_manage.list_models)
+    models.command("rm")(models_manage.remove)
+    models.command("path")(models_manage.path)
+    models.command("alias")(models_manage.alias)
+    models.command("verify")(models_manage.verify)
+    models.command("show")(models_show.show)
+    app.add_typer(models, name="models")
+
+    saved_prompts = new_group(
+        "prompts",
+        "Save and reuse prompts: system prompt, prompt text with {input}/$1 placeholders, "
+        "model, sampling and schema ('llmcli ask -p NAME').",
+    )
+    saved_prompts.command("save")(prompts.save)
+    saved_prompts.command("list")(prompts.list_cmd)
+    saved_prompts.command("show")(prompts.show)
+    saved_prompts.command("rm")(prompts.remove)
+    saved_prompts.command("edit")(prompts.edit)
+    app.add_typer(saved_prompts, name="prompts", rich_help_panel="Generate")
+
+
+def build_app() -> typer.Typer:
+    """The whole ``llmcli`` command tree."""
+    app = new_app()
+    _register_commands(app)
+    _register_groups(app)
+    return app
+
+
+app = build_app()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -65,15 +147,19 @@ def _silence_stdout() -> None:
         pass
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit status (no ``sys.exit``; used by tests)."""
+def run(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Run the CLI and return the exit status (no ``sys.exit``; used by tests).
+
+    ``env`` is the one :class:`Environment` every command gets (built here when not
+    given): tests pass buffers, and a fake engine through ``env.load_engine``.
+    """
     debug = os.environ.get("LLMCLI_DEBUG", "") not in ("", "0")
     try:
         from llmcli.session.inputs import check_argv
 
         args = list(argv) if argv is not None else sys.argv[1:]
         check_argv(args)
-        result = app(args=args, prog_name=PROG, standalone_mode=False)
+        result = app(args=args, prog_name=PROG, standalone_mode=False, obj=env or Environment())
         return int(result) if isinstance(result, int) else ExitStatus.OK
     except LlmcliError as exc:
         if debug:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.cli.structured_flags import (
@@ -87,9 +87,9 @@ def notify(env: Environment, message: str) -> None:
     )
 
 
-@app.command(rich_help_panel="Generate")
 @sampling_options
 def ask(
+    cli: typer.Context,
     prompt: Annotated[
         list[str] | None,
         typer.Argument(
@@ -162,7 +162,7 @@ def ask(
 
       llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
     """
-    env = Environment()
+    env = environment(cli)
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
     saved = load_saved(prompt_name)
     output = resolve_output(OutputFlags(schema, json_object, grammar), saved)

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.inspect import (
     IN_PROCESS,
-    INSPECT,
     LOCAL,
     _load_llama,
     _print,
@@ -23,7 +22,6 @@ from llmcli.cli.inspect import (
     _write_json,
 )
 from llmcli.cli.loading import ModelFlags
-from llmcli.context import Environment
 
 if TYPE_CHECKING:
     from llmcli.engine.bench import BenchResult
@@ -33,8 +31,8 @@ MAX_TOKENS = 16384
 MAX_REPETITIONS = 100
 
 
-@app.command(rich_help_panel=INSPECT)
 def bench(
+    cli: typer.Context,
     model: opt.ModelOpt = None,
     n_prompt: Annotated[
         int,
@@ -77,7 +75,7 @@ def bench(
     tests = tests_for(n_prompt, n_gen)
     if not tests:
         raise UsageError("--pp 0 and --tg 0 leave nothing to measure", hint="drop one of them")
-    env = Environment()
+    env = environment(cli)
     settings = _settings(env, model)
     flags = ModelFlags(model, 256, gpu_layers, threads, verbose=verbose, engine=LOCAL)
     flags.keep_alive = IN_PROCESS  # measures llama.cpp in this process, never the server

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.config import Settings, load_settings, settings_for_model
@@ -52,9 +52,9 @@ def _open_history(
     return store, store.load(target), info.model_ref
 
 
-@app.command(rich_help_panel="Generate")
 @sampling_options
 def chat(
+    cli: typer.Context,
     model: opt.ModelOpt = None,
     system: opt.SystemOpt = None,
     knobs: KnobFlags = KNOB_OPTIONS,
@@ -110,7 +110,7 @@ def chat(
     from llmcli.session.conversation import check_overflow_policy
     from llmcli.session.turns import ChatSession
 
-    env = Environment()
+    env = environment(cli)
     policy = check_overflow_policy(on_overflow)
     if continue_last and resume is not None:
         raise UsageError("--continue and --resume both given", hint="pass only one of them")
@@ -118,29 +118,17 @@ def chat(
     settings = load_settings(env.environ)
     settings = settings_for_model(settings, model or stored_ref or settings.model)
     flags = ModelFlags(
-        model=model or stored_ref,
-        ctx=ctx,
-        gpu_layers=gpu_layers,
-        threads=threads,
-        chat_template=chat_template,
-        chat_format=chat_format,
-        verbose=verbose,
-        loras=parse_loras(lora),
-        engine=engine_name,
-        base_url=base_url,
-        keep_alive=keep_alive,
+        model or stored_ref, ctx, gpu_layers, threads, chat_template, chat_format, verbose
     )
+    flags.loras, flags.engine = parse_loras(lora), engine_name
+    flags.base_url, flags.keep_alive = base_url, keep_alive
     knobs.stop = tuple(stop or ())
     sampling = build_sampling(knobs, settings)
     engine, resolved = load_engine(flags, settings, env)
     session = ChatSession(
-        engine,
-        model_name=resolved.name,
-        model_ref=flags.model or settings.model,
-        store=store,
-        conversation=conversation,
-        policy=policy,
-    )
+        engine, model_name=resolved.name, model_ref=flags.model or settings.model,
+        store=store, conversation=conversation, policy=policy,
+    )  # fmt: skip
     if system is not None:
         session.set_system(system)
     elif conversation is None:

@@ -68,13 +68,15 @@ class CommandSpec:
             yield from sub.walk()
 
 
-def command_tree() -> CommandSpec:
-    """The whole ``llmcli`` tree, hidden commands and options left out."""
+def command_tree(app: Any) -> CommandSpec:
+    """The whole tree of ``app`` (the Typer app, or its root command), hidden ones left out.
+
+    The app is passed in, never imported: this module sits below the app that
+    registers the commands using it (``completion install``).
+    """
     import typer.main
 
-    from llmcli.cli.app import app
-
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(app) if hasattr(app, "registered_commands") else app
     help_names = tuple(root.context_settings.get("help_option_names", ["--help"]))
     return _spec(root, (), help_names)
 
@@ -216,15 +218,13 @@ STABLE_HELP_ENV = {
 """Environment for reproducible ``--help`` output: fixed width, no colour, no terminal."""
 
 
-def help_text(path: tuple[str, ...]) -> str:
+def help_text(app: Any, path: tuple[str, ...]) -> str:
     """``llmcli PATH --help`` as plain text (run in-process with :data:`STABLE_HELP_ENV`).
 
     Call it in a process started with that environment (``scripts/gen_docs.py`` does):
     Typer reads some of it when first imported.
     """
     from typer.testing import CliRunner
-
-    from llmcli.cli.app import app
 
     runner = CliRunner()
     result = runner.invoke(app, [*path, "--help"], prog_name="llmcli", env=STABLE_HELP_ENV)

@@ -15,22 +15,14 @@ from typing import Annotated, Literal
 
 import typer
 
-from llmcli.cli.base import app
-from llmcli.context import Environment
+from llmcli.cli.base import environment
 from llmcli.errors import UsageError
-
-completion_app = typer.Typer(
-    name="completion",
-    help="Shell completion for bash, zsh and fish (commands, options, model names).",
-    no_args_is_help=True,
-)
-app.add_typer(completion_app, name="completion", rich_help_panel="Setup")
 
 Shell = Literal["bash", "zsh", "fish"]
 
 
-@completion_app.command("install")
 def install(
+    cli: typer.Context,
     shell: Annotated[
         Shell | None,
         typer.Argument(help="bash, zsh or fish. Default: the one in $SHELL.", show_default=False),
@@ -55,9 +47,9 @@ def install(
     from llmcli.cli.completion_gen import generate
     from llmcli.config import write_atomic
 
-    env = Environment()
+    env = environment(cli)
     chosen = shell or shell_from_env(env.environ)
-    script = generate(chosen, command_tree())
+    script = generate(chosen, command_tree(cli.find_root().command))
     if print_only:
         env.stdout.write(script)
         return
@@ -109,8 +101,8 @@ def activation_hint(shell: Shell, target: Path) -> str | None:
     return None
 
 
-@completion_app.command("models", hidden=True)
 def models(
+    cli: typer.Context,
     describe: Annotated[
         bool, typer.Option("--describe", help="Add a tab and a description (for fish).")
     ] = False,
@@ -120,14 +112,13 @@ def models(
     The console script answers this before importing the CLI (``llmcli.cli.entry``);
     this command serves ``python -m llmcli`` and keeps the name in the command tree.
     """
-    from llmcli.cli.entry import print_model_names
+    from llmcli.service.model_names import print_model_names
 
-    print_model_names(Environment().stdout, describe=describe)
+    print_model_names(environment(cli).stdout, describe=describe)
 
 
-@completion_app.command("prompts", hidden=True)
-def prompts() -> None:
+def prompts(cli: typer.Context) -> None:
     """Print saved prompt names for completion, one per line (answered early, like models)."""
-    from llmcli.cli.entry import print_prompt_names
+    from llmcli.service.model_names import print_prompt_names
 
-    print_prompt_names(Environment().stdout)
+    print_prompt_names(environment(cli).stdout)

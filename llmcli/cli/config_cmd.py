@@ -9,7 +9,6 @@ so they work on a broken one: that is how it gets fixed.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.config import (
     KEYS,
     Settings,
@@ -38,13 +37,7 @@ from llmcli.config import (
 )
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
-
-config_app = typer.Typer(
-    name="config",
-    help="Show and change settings (the TOML config file and LLMCLI_* variables).",
-    no_args_is_help=True,
-)
-app.add_typer(config_app, name="config", rich_help_panel="Setup")
+from llmcli.render.json_out import write_json
 
 KeyArg = Annotated[
     str,
@@ -55,18 +48,17 @@ KeyArg = Annotated[
 ]
 
 
-@config_app.command("path")
-def path_cmd() -> None:
+def path_cmd(cli: typer.Context) -> None:
     """Print the config file's path (it may not exist yet).
 
     LLMCLI_CONFIG names another file; LLMCLI_HOME moves every llmcli path.
     """
-    env = Environment()
+    env = environment(cli)
     env.stdout.write(f"{config_path(env.environ)}\n")
 
 
-@config_app.command("show")
 def show(
+    cli: typer.Context,
     model: Annotated[
         str | None,
         typer.Option(
@@ -88,12 +80,12 @@ def show(
 
       llmcli config show -m qwen
     """
-    env = Environment()
+    env = environment(cli)
     settings = load_settings(env.environ)
     if model or settings.model:
         settings = settings_for_model(settings, model or settings.model)
     if json_output:
-        env.stdout.write(json.dumps(settings_json(settings), ensure_ascii=False, indent=2) + "\n")
+        write_json(env.stdout, settings_json(settings), indent=2)
         return
     env.stdout.write(settings_text(settings))
 
@@ -139,8 +131,8 @@ def _table_name(name: str) -> str:
     return f"[models.{format_key(name)}]"
 
 
-@config_app.command("set")
 def set_cmd(
+    cli: typer.Context,
     key: KeyArg,
     value: Annotated[str, typer.Argument(help="The new value.", show_default=False)],
 ) -> None:
@@ -154,17 +146,16 @@ def set_cmd(
 
       llmcli config set models.qwen.system "Answer in one sentence."
     """
-    env = Environment()
+    env = environment(cli)
     key_path = parse_key_path(key)
     result = set_config_value(config_path(env.environ), key_path, value)
     env.stdout.write(f"{key_path.dotted} = {format_value(result.value)}  ({result.path})\n")
     _comments_note(env, result.kept_comments, result.path)
 
 
-@config_app.command("unset")
-def unset_cmd(key: KeyArg) -> None:
+def unset_cmd(cli: typer.Context, key: KeyArg) -> None:
     """Remove one value from the config file (back to the built-in default)."""
-    env = Environment()
+    env = environment(cli)
     key_path = parse_key_path(key)
     result = unset_config_value(config_path(env.environ), key_path)
     if result is None:
@@ -182,14 +173,13 @@ def _comments_note(env: Environment, kept: bool, path: Path) -> None:
         )
 
 
-@config_app.command("edit")
-def edit() -> None:
+def edit(cli: typer.Context) -> None:
     """Open the config file in $VISUAL or $EDITOR (created from a commented template).
 
     After the editor exits the file is checked; a mistake is reported with its line
     and column (exit status 65).
     """
-    env = Environment()
+    env = environment(cli)
     path = config_path(env.environ)
     if not path.exists():
         write_atomic(path, new_config_template())

@@ -7,15 +7,15 @@ reports.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import ExitStatus
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.doctor import Report
@@ -24,8 +24,8 @@ _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 _LABEL_WIDTH = 14
 
 
-@app.command(rich_help_panel="Setup")
 def doctor(
+    cli: typer.Context,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (for scripts and bug reports).")
     ] = False,
@@ -35,12 +35,12 @@ def doctor(
     Exits 0 when healthy (warnings allowed: a CPU-only llama.cpp build is a
     warning), 1 when something must be fixed; each problem says how.
     """
-    env = Environment()
+    env = environment(cli)
     from llmcli.doctor import run_checks
 
     report = run_checks(env.environ)
     if json_output:
-        env.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_json(env.stdout, report.to_dict(), indent=2)
     else:
         print_report(env, report)
     if not report.healthy:

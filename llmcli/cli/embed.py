@@ -15,8 +15,8 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.ask import notify
-from llmcli.cli.base import app
-from llmcli.cli.inspect import INSPECT, _print, _settings, _write_json
+from llmcli.cli.base import environment
+from llmcli.cli.inspect import _print, _settings, _write_json
 from llmcli.cli.loading import ModelFlags, load_engine
 from llmcli.context import Environment
 from llmcli.errors import UsageError
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 MAX_TEXTS = 1024
 
 
-@app.command(rich_help_panel=INSPECT)
 def embed(
+    cli: typer.Context,
     texts: Annotated[
         list[str] | None,
         typer.Argument(help="Texts to embed, one per argument; else one per stdin line."),
@@ -68,7 +68,7 @@ def embed(
     """
     from llmcli.engine.embed import POOLINGS
 
-    env = Environment()
+    env = environment(cli)
     pooling = pooling.lower()
     if pooling not in POOLINGS:
         raise UsageError(f"unknown pooling {pooling!r}", hint="use mean, last or cls")

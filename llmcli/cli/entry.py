@@ -10,7 +10,7 @@ here, before anything heavy is imported; everything else goes to
 from __future__ import annotations
 
 import sys
-from typing import IO, NoReturn
+from typing import NoReturn
 
 COMPLETION_MODELS = ["completion", "models"]
 COMPLETION_PROMPTS = ["completion", "prompts"]
@@ -19,6 +19,8 @@ COMPLETION_PROMPTS = ["completion", "prompts"]
 def main() -> NoReturn:
     argv = sys.argv[1:]
     try:
+        from llmcli.service.model_names import print_model_names, print_prompt_names
+
         if argv[:2] == COMPLETION_MODELS and set(argv[2:]) <= {"--describe"}:
             print_model_names(sys.stdout, describe=bool(argv[2:]))
             sys.exit(0)
@@ -29,43 +31,3 @@ def main() -> NoReturn:
     except KeyboardInterrupt:  # Ctrl-C while still importing: as quiet as later on
         sys.exit(130)
     full_main()
-
-
-def print_model_names(out: IO[str], *, describe: bool) -> None:
-    """One name per line (``NAME<TAB>DESCRIPTION`` with ``describe``); silent on errors,
-    since whatever a completion helper prints lands in the user's command line."""
-    from llmcli.errors import LlmcliError
-
-    try:
-        names = model_names()
-    except (LlmcliError, OSError):
-        return
-    lines = [f"{name}\t{about}" if describe else name for name, about in names.items()]
-    if lines:
-        out.write("\n".join(lines) + "\n")
-        out.flush()
-
-
-def model_names() -> dict[str, str]:
-    """``{name: description}``: aliases first, then the references of pulled models."""
-    from llmcli.doctor import format_size
-    from llmcli.store.catalog import list_stored, load_aliases
-
-    names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
-    stored, _problems = list_stored()
-    for model in sorted(stored, key=lambda m: m.ref):
-        names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
-    return names
-
-
-def print_prompt_names(out: IO[str]) -> None:
-    """Saved prompt names, one per line; silent on errors (like model names)."""
-    try:
-        from llmcli.store.prompts import list_prompts
-
-        names = list_prompts()
-    except Exception:  # whatever a completion helper prints lands in the command line
-        return
-    if names:
-        out.write("\n".join(names) + "\n")
-        out.flush()

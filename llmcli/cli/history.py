@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.session.history import ConversationInfo, HistoryStore
 
-history_app = typer.Typer(
-    name="history",
-    help="List, show and remove saved conversations (resume one with 'llmcli chat --resume ID').",
-    no_args_is_help=True,
-)
-app.add_typer(history_app, name="history")
 
 IdArg = Annotated[int, typer.Argument(metavar="ID", help="Conversation ID (see 'history list').")]
 
@@ -33,7 +27,7 @@ def _store() -> HistoryStore:
 
 
 def _print_json(env: Environment, data: Any) -> None:
-    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2)
     env.stdout.flush()
 
 
@@ -41,8 +35,8 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-@history_app.command("list")
 def history_list(
+    cli: typer.Context,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="Show at most N conversations.")
     ] = 20,
@@ -56,7 +50,7 @@ def history_list(
     ] = False,
 ) -> None:
     """List conversations, most recent first."""
-    env = Environment()
+    env = environment(cli)
     rows = _store().conversations(limit=limit)
     if json_output:
         _print_json(env, [row.to_dict() for row in rows])
@@ -96,8 +90,8 @@ def _print_table(env: Environment, rows: list[ConversationInfo]) -> None:
     console.print(table)
 
 
-@history_app.command("show")
 def history_show(
+    cli: typer.Context,
     conversation_id: IdArg,
     json_output: Annotated[
         bool,
@@ -109,7 +103,7 @@ def history_show(
     ] = False,
 ) -> None:
     """Print a conversation."""
-    env = Environment()
+    env = environment(cli)
     store = _store()
     info = store.info(conversation_id)
     conversation = store.load(conversation_id)
@@ -136,8 +130,8 @@ def history_show(
         env.stdout.write(text)
 
 
-@history_app.command("rm")
 def history_rm(
+    cli: typer.Context,
     conversation_ids: Annotated[
         list[int], typer.Argument(metavar="ID...", help="Conversation IDs to remove.")
     ],
@@ -155,7 +149,7 @@ def history_rm(
     from llmcli.cli.confirm import confirm_removal
     from llmcli.errors import LlmcliError
 
-    env = Environment()
+    env = environment(cli)
     store = _store()
     found = {}
     for conversation_id in dict.fromkeys(conversation_ids):

@@ -16,11 +16,10 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.ask import build_messages
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.inspect import (
     CONTEXT_TAIL_TOKENS,
     IN_PROCESS,
-    INSPECT,
     LOCAL,
     MAX_TOP,
     _is_special,
@@ -30,7 +29,6 @@ from llmcli.cli.inspect import (
     _write_json,
 )
 from llmcli.cli.loading import ModelFlags
-from llmcli.context import Environment
 from llmcli.errors import UsageError
 from llmcli.render.tokens import piece_text
 from llmcli.session.budget import check_prompt_fits
@@ -42,8 +40,8 @@ if TYPE_CHECKING:
     from llmcli.render.lens import LensLine, LensToken
 
 
-@app.command(rich_help_panel=INSPECT)
 def lens(
+    cli: typer.Context,
     prompt: Annotated[
         list[str] | None,
         typer.Argument(help="The prompt. Piped stdin comes first, then these words."),
@@ -81,7 +79,7 @@ def lens(
 
       llmcli lens --top 3 --json "What is the best way to learn music?"
     """
-    env = Environment()
+    env = environment(cli)
     if raw and system:
         raise UsageError("--system has no effect with --raw", hint="drop one of them")
     settings = _settings(env, model)

@@ -7,16 +7,16 @@ and skipped, so one bad folder cannot break the others.
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmcli.cli.base import environment
 from llmcli.cli.confirm import confirm_removal
-from llmcli.cli.models import models_app
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.render.json_out import write_json
 
 if TYPE_CHECKING:
     from llmcli.store.catalog import StoredModel
@@ -73,8 +73,8 @@ def _aliases_by_model(models: list[StoredModel], aliases: dict[str, str]) -> dic
     return found
 
 
-@models_app.command("list")
 def list_models(
+    cli: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     remote: Annotated[
         str | None,
@@ -95,7 +95,7 @@ def list_models(
     """
     from llmcli.store import catalog
 
-    env = Environment()
+    env = environment(cli)
     if remote is not None:
         from llmcli.cli.remote import print_remote_models
 
@@ -108,7 +108,7 @@ def list_models(
     entries = [_model_json(m, aliases.get(m.ref, [])) for m in models]
     entries += _other_entries(models, all_aliases, env)
     if json_output:
-        env.stdout.write(json.dumps(entries, indent=2) + "\n")
+        write_json(env.stdout, entries, indent=2, ascii=True)
         return
     if not entries:
         env.stderr.write("no models in the store yet: llmcli pull OWNER/REPO\n")
@@ -247,15 +247,15 @@ def _stored_for_removal(text: str) -> StoredModel:
     return found[0]
 
 
-@models_app.command("rm")
 def remove(
+    cli: typer.Context,
     ref: Annotated[str, typer.Argument(help="A model in the store (or an alias of one).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove a pulled model from the store (asks first; --yes for scripts)."""
     from llmcli.store import catalog
 
-    env = Environment()
+    env = environment(cli)
     model = _stored_for_removal(ref)
     size = _format_size(model.manifest.size)
     confirm_removal(env, f"Remove {model.ref} ({size})?", what=model.ref, yes=yes)
@@ -263,8 +263,8 @@ def remove(
     env.stderr.write(f"removed {model.ref} ({size})\n")
 
 
-@models_app.command("path")
 def path(
+    cli: typer.Context,
     ref: Annotated[
         str | None,
         typer.Argument(
@@ -276,15 +276,15 @@ def path(
     from llmcli.store import catalog
     from llmcli.store.resolve import resolve_model
 
-    env = Environment()
+    env = environment(cli)
     if ref is None:
         env.stdout.write(f"{catalog.store_root()}\n")
         return
     env.stdout.write(f"{resolve_model(ref, env.environ).path}\n")
 
 
-@models_app.command("alias")
 def alias(
+    cli: typer.Context,
     name: Annotated[str | None, typer.Argument(help="The alias.", show_default=False)] = None,
     ref: Annotated[
         str | None,
@@ -298,7 +298,7 @@ def alias(
     """
     from llmcli.store import catalog
 
-    env = Environment()
+    env = environment(cli)
     if name is None:
         for key, target in sorted(catalog.load_aliases().items()):
             env.stdout.write(f"{key}\t{target}\n")
@@ -325,8 +325,8 @@ def alias(
             env.stderr.write(f"(not pulled yet: llmcli pull {shlex.quote(stored)})\n")
 
 
-@models_app.command("verify")
 def verify(
+    cli: typer.Context,
     ref: Annotated[str, typer.Argument(help="A model reference or a .gguf path.")],
 ) -> None:
     """Check a model again from scratch: header, then a load and a short evaluation in a
@@ -334,4 +334,4 @@ def verify(
     memory limit, is judged again)."""
     from llmcli.cli.verify import verify_model
 
-    verify_model(ref, Environment())
+    verify_model(ref, environment(cli))

@@ -8,14 +8,14 @@ their parameter counts. A terminal gets Rich tables; a pipe gets plain
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmcli.cli.models import models_app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
+from llmcli.render.json_out import write_json
 
 SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from llmcli.store.gguf import GGUFFile
 
 
-@models_app.command("show")
 def show(
+    cli: typer.Context,
     ref: Annotated[
         str | None,
         typer.Argument(
@@ -74,7 +74,7 @@ def show(
         raise UsageError(
             "--template prints only the template", hint="drop --anatomy, or add --json"
         )
-    env = Environment()
+    env = environment(cli)
     from llmcli.store.gguf import read_gguf
     from llmcli.store.resolve import NO_MODEL_HINT, resolve_model
 
@@ -117,7 +117,8 @@ def _print_json(
     template: bool,
     memory: dict[str, object] | None,
 ) -> None:
-    from llmcli.store.anatomy import as_dict, build_anatomy, summary
+    from llmcli.store.anatomy import as_dict, build_anatomy
+    from llmcli.store.model_summary import summary
 
     data: dict[str, Any] = {"model": model, **summary(gguf), "source": source}
     if anatomy and not gguf.is_lora_adapter:
@@ -127,7 +128,7 @@ def _print_json(
     if memory is not None:
         data["memory"] = memory
     # ensure_ascii: strings from the file cannot smuggle raw C1 controls into a terminal.
-    env.stdout.write(json.dumps(data, ensure_ascii=True, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2, ascii=True)
 
 
 def _print_template(env: Environment, gguf: GGUFFile) -> None:
@@ -162,7 +163,8 @@ def _print_human(
 
     from llmcli.render.anatomy import anatomy_tree, summary_lines, summary_table
     from llmcli.render.console import make_console
-    from llmcli.store.anatomy import build_anatomy, summary
+    from llmcli.store.anatomy import build_anatomy
+    from llmcli.store.model_summary import summary
 
     facts = {"model": model, **summary(gguf), "source": source}
     show_tree = anatomy and not gguf.is_lora_adapter

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import asdict
@@ -11,18 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
-
-prompts_app = typer.Typer(
-    name="prompts",
-    help="Save and reuse prompts: system prompt, prompt text with {input}/$1 placeholders, "
-    "model, sampling and schema ('llmcli ask -p NAME').",
-    no_args_is_help=True,
-)
-app.add_typer(prompts_app, name="prompts", rich_help_panel="Generate")
+from llmcli.render.json_out import write_json
 
 NameArg = Annotated[
     str, typer.Argument(metavar="NAME", help="The saved prompt's name (see 'prompts list').")
@@ -46,13 +38,13 @@ prompt = '''
 
 
 def _print_json(env: Environment, data: Any) -> None:
-    env.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    write_json(env.stdout, data, indent=2)
     env.stdout.flush()
 
 
-@prompts_app.command("save")
 @sampling_options
 def save(
+    cli: typer.Context,
     prompt_name: NameArg,
     text: Annotated[
         str | None,
@@ -96,7 +88,7 @@ def save(
     from llmcli.store.prompts import SavedPrompt, prompt_path, save_prompt
     from llmcli.structured import parse_schema_arg
 
-    env = Environment()
+    env = environment(cli)
     path = prompt_path(prompt_name)
     if path.exists() and not force:
         raise LlmcliError(f"a prompt named {prompt_name!r} is saved already", hint="pass --force")
@@ -123,12 +115,11 @@ def save(
     env.stderr.write(f"saved {save_prompt(saved)}\n")
 
 
-@prompts_app.command("list")
-def list_cmd(json_output: opt.JsonOpt = False) -> None:
+def list_cmd(cli: typer.Context, json_output: opt.JsonOpt = False) -> None:
     """List saved prompts (name, then description or the start of the prompt)."""
     from llmcli.store.prompts import list_prompts, load_prompt
 
-    env = Environment()
+    env = environment(cli)
     rows = []
     for name in list_prompts():
         try:
@@ -146,12 +137,11 @@ def list_cmd(json_output: opt.JsonOpt = False) -> None:
     env.stdout.flush()
 
 
-@prompts_app.command("show")
-def show(prompt_name: NameArg, json_output: opt.JsonOpt = False) -> None:
+def show(cli: typer.Context, prompt_name: NameArg, json_output: opt.JsonOpt = False) -> None:
     """Print a saved prompt (its TOML file, or --json)."""
     from llmcli.store.prompts import load_prompt
 
-    env = Environment()
+    env = environment(cli)
     saved = load_prompt(prompt_name)
     if json_output:
         _print_json(env, asdict(saved))
@@ -160,16 +150,14 @@ def show(prompt_name: NameArg, json_output: opt.JsonOpt = False) -> None:
         env.stdout.flush()
 
 
-@prompts_app.command("rm")
-def remove(prompt_name: NameArg) -> None:
+def remove(cli: typer.Context, prompt_name: NameArg) -> None:
     """Remove a saved prompt."""
     from llmcli.store.prompts import remove_prompt
 
-    Environment().stderr.write(f"removed {remove_prompt(prompt_name)}\n")
+    environment(cli).stderr.write(f"removed {remove_prompt(prompt_name)}\n")
 
 
-@prompts_app.command("edit")
-def edit(prompt_name: NameArg) -> None:
+def edit(cli: typer.Context, prompt_name: NameArg) -> None:
     """Open a saved prompt in $VISUAL or $EDITOR (a new one starts from a template).
 
     After the editor exits the file is checked; a mistake is reported (exit status 65).
@@ -178,7 +166,7 @@ def edit(prompt_name: NameArg) -> None:
     from llmcli.config import write_atomic
     from llmcli.store.prompts import load_prompt, prompt_path
 
-    env = Environment()
+    env = environment(cli)
     path = prompt_path(prompt_name)
     if not path.exists():
         write_atomic(path, EDIT_TEMPLATE.format(name=prompt_name))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import Interrupted, ServiceUnavailable, UsageError
 from llmcli.store.refs import AliasRef, HubRef, PathRef, parse_ref
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 DEFAULT_WAIT_S = 300.0
 
 
-@app.command("pull", rich_help_panel="Models")
 def pull(
+    cli: typer.Context,
     ref: Annotated[
         str,
         typer.Argument(
@@ -76,7 +76,7 @@ def pull(
 
       llmcli pull bartowski/SmolLM2-135M-Instruct-GGUF --list
     """
-    env = Environment()
+    env = environment(cli)
     hub_ref = hub_ref_of(ref)
     if list_files:
         list_repo(hub_ref, env, ctx=ctx)

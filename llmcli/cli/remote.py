@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import json
-
 from llmcli.context import Environment
 from llmcli.errors import UsageError
+from llmcli.render.json_out import write_json
 from llmcli.service.remotes import Remote, load_remotes, remote_config
 
 # ---- llmcli models list --remote --------------------------------------------------------
@@ -26,7 +25,7 @@ def print_remote_models(env: Environment, target: str, *, json_output: bool) -> 
         rows = [
             {"id": m.id, "owned_by": m.owned_by, "context_length": m.context_length} for m in models
         ]
-        env.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        write_json(env.stdout, rows)
         return
     if not models:
         env.stdout.write(f"{remote.label} serves no models\n")

@@ -7,7 +7,6 @@ instead of loading it themselves; see :mod:`llmcli.engine.served`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -16,9 +15,10 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli.cli.base import app
+from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.render.json_out import write_json
 from llmcli.service.warm import describe_duration
 
 SERVER = "Server"
@@ -50,8 +50,8 @@ def _human_bytes(n: int) -> str:
 # -- serve ----------------------------------------------------------------------------------
 
 
-@app.command(rich_help_panel=SERVER)
 def serve(
+    cli: typer.Context,
     keep_alive: Annotated[
         str | None,
         typer.Option(
@@ -168,8 +168,8 @@ def _server_or_none() -> Any:
         return None
 
 
-@app.command(rich_help_panel=SERVER)
 def ps(
+    cli: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """List the models loaded in llmcli's engine server: memory, idle time, queue.
@@ -180,11 +180,11 @@ def ps(
 
       llmcli ps --json | jq '.models[].model'
     """
-    env = Environment()
+    env = environment(cli)
     connection = _server_or_none()
     if connection is None:
         if json_output:
-            env.stdout.write(json.dumps({"running": False, "models": []}) + "\n")
+            write_json(env.stdout, {"running": False, "models": []}, ascii=True)
         else:
             env.stdout.write("no engine server is running\n")
         env.stdout.flush()
@@ -197,7 +197,7 @@ def ps(
         data = {k: info[k] for k in ("pid", "version", "started", "keep_alive", "budget_bytes")}
         data["running"] = True
         data["models"] = info["models"]
-        env.stdout.write(json.dumps(data) + "\n")
+        write_json(env.stdout, data, ascii=True)
         env.stdout.flush()
         return
     _print_ps(env, info)
@@ -241,8 +241,8 @@ def _print_ps(env: Environment, info: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command(rich_help_panel=SERVER)
 def stop(
+    cli: typer.Context,
     model: Annotated[
         str | None,
         typer.Argument(help="Unload only this model (its file name); default: stop the server."),
@@ -256,7 +256,7 @@ def stop(
 
       llmcli stop SmolLM2-135M-Instruct.Q4_1
     """
-    env = Environment()
+    env = environment(cli)
     connection = _server_or_none()
     if connection is None:
         env.stdout.write("no engine server is running\n")

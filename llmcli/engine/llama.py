@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ctypes
 import gc
 import json
-import logging
-import os
 import queue
 import random
 import threading
@@ -34,144 +31,38 @@ from typing import Any
 import numpy as np
 
 from llmcli.engine.base import (
-    DEFAULT_CTX_CAP,
     Embeddings,
     Generation,
     GenerationStats,
     LoadOptions,
     LoraSpec,
-    Message,
     PromptInput,
     Sampling,
     TokenLevel,
     TokenPiece,
     encode,
-    round_ctx,
 )
 from llmcli.engine.grammar import CheckedGrammarSampler, check_grammar, schema_to_gbnf
 from llmcli.engine.hardware import has_amx, physical_cores, resolve_gpu_layers
+from llmcli.engine.llama_cache import LlamaCache
+from llmcli.engine.llama_support import (
+    _DONE,
+    N_BATCH,
+    _DecodeThread,
+    _Failure,
+    _python_stderr_to_null,
+    _silence_llama_log,
+    _without_extra_buffers,
+    effective_ctx,
+)
+from llmcli.engine.llama_tokens import LlamaTokens
 from llmcli.engine.lora import LoraAdapters
 from llmcli.engine.signals import deferred_signals
 from llmcli.engine.stops import StopMatcher
-from llmcli.engine.template import BUILTIN_FORMATS, DEFAULT_FORMAT, ChatTemplate
 from llmcli.errors import DataError, LlmcliError
 
-N_BATCH = 512
-_DONE = object()
 
-
-def effective_ctx(requested: int | None, trained: int | None) -> int:
-    """The context size to allocate: asked for, else trained capped at 4096; x256."""
-    if requested:
-        return round_ctx(requested)
-    return round_ctx(min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP))
-
-
-def _silence_llama_log() -> None:
-    """Drop llama.cpp's log lines (an aborted decode logs an error-level line).
-
-    ``Llama(verbose=False)`` still lets error-level lines through; llmcli reports
-    failures itself, and ``--verbose`` restores the full log.
-    """
-    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
-
-
-_PARAMS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _without_extra_buffers(llama_cpp: Any, active: bool) -> Iterator[None]:
-    """Load with llama.cpp's extra CPU buffer types (AMX, repacked weights) turned off.
-
-    ``Llama()`` does not expose ``use_extra_bufts``; it builds its model parameters
-    from ``llama_model_default_params()``, so that one call is wrapped while the model
-    loads. Used where the CPU advertises AMX (see :func:`has_amx`): a crash is worse
-    than the speed the repacked layout gives.
-    """
-    if not active:
-        yield
-        return
-    binding = llama_cpp.llama.llama_cpp  # the module the binding's Llama looks it up in
-    original = binding.llama_model_default_params
-
-    def params() -> Any:
-        value = original()
-        value.use_extra_bufts = False
-        return value
-
-    with _PARAMS_LOCK:
-        binding.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            binding.llama_model_default_params = original
-
-
-@contextlib.contextmanager
-def _python_stderr_to_null() -> Iterator[None]:
-    """Send what Python code prints to ``sys.stderr`` nowhere during the block."""
-    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
-        yield
-
-
-class _DecodeThread:
-    """The one native thread on which this engine evaluates tokens.
-
-    llama.cpp's CPU backend runs on OpenMP, and OpenMP keeps a team of worker threads
-    per calling thread. Evaluating from a fresh thread per generation (or from the
-    caller's thread for some calls) leaves several teams competing for the cores:
-    measured here, decoding from a second thread ran at ~60 % of the speed. So every
-    evaluation goes through this single long-lived thread.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="llmcli-decode", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    def submit(self, job: Callable[[], None]) -> threading.Event:
-        """Run ``job`` on the decode thread; the returned event is set when it ends."""
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                job()
-            finally:
-                done.set()
-
-        self._jobs.put(run)
-        return done
-
-    def call(self, job: Callable[[], Any]) -> Any:
-        """Run ``job`` on the decode thread and return its result (or raise its error)."""
-        result: list[Any] = []
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                result.append(job())
-            except BaseException as exc:  # re-raised in the caller's thread
-                failure.append(exc)
-
-        self.submit(run).wait()
-        if failure:
-            raise failure[0]
-        return result[0]
-
-    def close(self) -> None:
-        self._jobs.put(None)
-
-
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class LlamaEngine:
+class LlamaEngine(LlamaTokens, LlamaCache):
     """A loaded GGUF model behind the :class:`~llmcli.engine.base.Engine` protocol."""
 
     def __init__(self, path: Path, options: LoadOptions, *, trained_ctx: int | None = None):
@@ -277,87 +168,6 @@ class LlamaEngine:
             self._loras.set_scale(index, scale)
             self._llama.reset()  # cached keys/values were computed with the old scale
 
-    # -- tokens ---------------------------------------------------------------
-
-    @property
-    def adds_bos(self) -> bool:
-        return bool(self._llama._model.add_bos_token())
-
-    @property
-    def bos_id(self) -> int:
-        return int(self._llama.token_bos())
-
-    @property
-    def eos_id(self) -> int:
-        return int(self._llama.token_eos())
-
-    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
-        """Token ids with the model's own tokenizer; BOS only if the model wants one."""
-        data = text.encode("utf-8")
-        return list(self._llama.tokenize(data, add_bos=add_bos and self.adds_bos, special=special))
-
-    def token_bytes(self, token_id: int, *, special: bool = False) -> bytes:
-        """A token's bytes, retrying with the size llama.cpp reports for long tokens."""
-        cache = self._special_pieces if special else self._pieces
-        piece = cache.get(token_id)
-        if piece is None:
-            piece = self._token_to_piece(token_id, special)
-            cache[token_id] = piece
-        return piece
-
-    def _token_to_piece(self, token_id: int, special: bool) -> bytes:
-        size = 64
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = self._lib.llama_token_to_piece(self._vocab, token_id, buf, size, 0, special)
-            if n >= 0:
-                return buf.raw[:n]
-            size = -n
-
-    def detokenize(self, ids: Sequence[int], *, special: bool = False) -> str:
-        data = b"".join(self.token_bytes(i, special=special) for i in ids)
-        return data.decode("utf-8", errors="replace")
-
-    def token_text(self, token_id: int) -> str:
-        """The vocabulary entry's own text (special tokens shown as written)."""
-        return self.token_bytes(token_id, special=True).decode("utf-8", errors="replace")
-
-    def is_end_of_generation(self, token_id: int) -> bool:
-        return bool(self._lib.llama_vocab_is_eog(self._vocab, token_id))
-
-    # -- prompts --------------------------------------------------------------
-
-    def _choose_template(self, override: str | None) -> ChatTemplate:
-        source = override or self._llama.metadata.get("tokenizer.chat_template")
-        if not source:
-            self.notices.append(
-                f"{self.model_name} has no chat template; using {DEFAULT_FORMAT} "
-                "(pass --chat-format NAME or --chat-template FILE, or --raw)"
-            )
-            source = BUILTIN_FORMATS[DEFAULT_FORMAT]
-        return ChatTemplate(
-            source,
-            bos_token=self.token_text(self.bos_id) if self.bos_id >= 0 else "",
-            eos_token=self.token_text(self.eos_id) if self.eos_id >= 0 else "",
-        )
-
-    def render_chat(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
-    ) -> str:
-        return self.template.render(
-            [m.to_dict() for m in messages], add_generation_prompt=add_generation_prompt
-        )
-
-    def chat_prompt(self, messages: Sequence[Message]) -> list[int]:
-        text = self.render_chat(messages)
-        starts_with_bos = bool(self.template.bos_token) and text.startswith(self.template.bos_token)
-        return self.tokenize(text, add_bos=not starts_with_bos, special=True)
-
-    def text_prompt(self, text: str) -> list[int]:
-        return self.tokenize(text, add_bos=True, special=False)
-
-    # -- generation -----------------------------------------------------------
-
     def count_tokens(self, prompt: PromptInput) -> int:
         return len(encode(self, prompt))
 
@@ -392,8 +202,8 @@ class LlamaEngine:
     def grammar_for(self, sampling: Sampling) -> str | None:
         """The GBNF that constrains ``sampling``'s answers, compiled once to check it.
 
-        A grammar llama.cpp cannot compile is a usage error here, before generation
-        (handed to the sampler it would crash the process at the first token).
+        A grammar llama.cpp cannot compile is a usage error here, before generation (handed
+        to the sampler it would crash the process at the first token).
         """
         if sampling.grammar is not None:
             key = "gbnf:" + sampling.grammar
@@ -403,10 +213,8 @@ class LlamaEngine:
             return None
         grammar = self._grammars.get(key)
         if grammar is None:
-            if sampling.grammar is not None:
-                grammar = sampling.grammar
-            else:
-                grammar = schema_to_gbnf(sampling.json_schema or {})
+            raw, schema = sampling.grammar, sampling.json_schema or {}
+            grammar = raw if raw is not None else schema_to_gbnf(schema)
             check_grammar(self._lib, self._vocab, grammar)
             self._grammars[key] = grammar
         return grammar
@@ -531,52 +339,6 @@ class LlamaEngine:
 
         llama._init_sampler = init_sampler
 
-    def _avoid_single_token_replay(self, prompt: Sequence[int]) -> None:
-        """Make a fully cached prompt re-evaluate its last two tokens, not one.
-
-        When the KV cache already holds the whole prompt (``/retry``, the same ``next``
-        twice), llama-cpp-python 0.3.36 drops the cache from the last prompt position and
-        decodes that one token again; the logits it gets are wrong (SmolLM2 then predicts
-        end-of-text at once). Re-evaluating two tokens gives the right ones, so the cache is
-        trimmed one token further first.
-        """
-        llama = self._llama
-        if len(prompt) < 2 or llama.n_tokens < len(prompt):
-            return
-        if self._cached_prefix(list(prompt)) >= len(prompt) - 1:
-            llama.n_tokens = len(prompt) - 2
-            llama._ctx.kv_cache_seq_rm(-1, llama.n_tokens, -1)
-
-    def _cached_prefix(self, prompt: list[int]) -> int:
-        """How many prompt tokens the KV cache already holds (for stats)."""
-        held = self._llama.input_ids[: self._llama.n_tokens]
-        n = min(len(held), len(prompt))
-        if n == 0:
-            return 0
-        mismatch = np.nonzero(held[:n] != np.asarray(prompt[:n]))[0]
-        return int(mismatch[0]) if mismatch.size else n
-
-    def _piece(self, text: str, token: int, logprobs: int) -> TokenPiece:
-        if not logprobs:
-            return TokenPiece(text=text, token_id=token)
-        dist = self._last_logprobs()
-        top = np.argpartition(dist, -logprobs)[-logprobs:]
-        top = top[np.argsort(dist[top])[::-1]]
-        return TokenPiece(
-            text=text,
-            token_id=token,
-            logprob=float(dist[token]),
-            top=[(self.token_text(int(i)), float(dist[i])) for i in top],
-        )
-
-    def _last_logprobs(self) -> np.ndarray:
-        """Log-softmax of the logits at the last evaluated position."""
-        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
-        shifted = logits - logits.max()
-        result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
-        return result
-
     def next_token_logprobs(self, prompt: Sequence[int]) -> np.ndarray:
         """The model's log-probabilities for the token after ``prompt`` (one forward pass)."""
         if not prompt:
@@ -597,42 +359,6 @@ class LlamaEngine:
             return result
 
     # -- KV state across processes (used by the engine server) -------------------
-
-    def save_sequence(self) -> tuple[list[int], bytes]:
-        """The token ids the KV cache holds and the cache's cells for them.
-
-        ``llama_state_seq_get_data`` copies one sequence's keys and values (no logits:
-        a restored prompt always evaluates at least its last tokens again).
-        """
-        with self._busy:
-            n = int(self._llama.n_tokens)
-            tokens = [int(t) for t in self._llama.input_ids[:n]]
-            size = int(self._lib.llama_state_seq_get_size(self._ctx, 0))
-            buf = (ctypes.c_uint8 * size)()
-            written = int(self._lib.llama_state_seq_get_data(self._ctx, buf, size, 0))
-            return tokens, ctypes.string_at(buf, min(written, size))
-
-    def load_sequence(self, tokens: Sequence[int], data: bytes) -> bool:
-        """Put a saved sequence back into the KV cache; False (cache emptied) if refused."""
-        with self._busy:
-            llama = self._llama
-            if not 0 < len(tokens) < self.n_ctx:
-                return False
-            llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-            llama.n_tokens = 0
-            buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-            read = int(self._lib.llama_state_seq_set_data(self._ctx, buf, len(data), 0))
-            if read != len(data):
-                llama._ctx.kv_cache_seq_rm(-1, 0, -1)
-                return False
-            llama.input_ids[: len(tokens)] = tokens
-            llama.n_tokens = len(tokens)
-            llama._requires_eval = True  # the logits were not restored
-            return True
-
-    def cached_tokens(self, prompt: Sequence[int]) -> int:
-        """How many of ``prompt``'s tokens the KV cache already holds."""
-        return self._cached_prefix(list(prompt))
 
     def close(self) -> None:
         if self._llama is None:  # closed already: its context is freed

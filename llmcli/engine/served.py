@@ -79,7 +79,8 @@ def server_log() -> Path:
 
 def _raise_remote(frame: dict[str, Any]) -> None:
     error = frame.get("error") or {}
-    cls = _ERRORS.get(str(error.get("type")), LlmcliError)
+    names = [str(name) for name in error.get("bases") or [error.get("type")]]
+    cls = next((_ERRORS[name] for name in names if name in _ERRORS), LlmcliError)
     raise cls(str(error.get("message", "the engine server failed")), hint=error.get("hint"))
 
 

@@ -6,11 +6,13 @@ import json
 from typing import IO, Any
 
 
-def dumps(data: Any, *, indent: int | None = None) -> str:
-    """The JSON text of ``data`` (non-ASCII kept readable, as every ``--json`` prints it)."""
-    return json.dumps(data, ensure_ascii=False, indent=indent)
+def dumps(data: Any, *, indent: int | None = None, ascii: bool = False) -> str:
+    """The JSON text of ``data``: non-ASCII kept readable unless ``ascii`` (text read from
+    untrusted model files, where every non-ASCII character is spelled as an escape)."""
+    return json.dumps(data, ensure_ascii=ascii, indent=indent)
 
 
-def write_json(out: IO[str], data: Any, *, indent: int | None = None) -> None:
-    out.write(dumps(data, indent=indent) + "\n")
+def write_json(out: IO[str], data: Any, *, indent: int | None = None, ascii: bool = False) -> None:
+    """One JSON document and a newline, flushed: every ``--json`` goes through here."""
+    out.write(dumps(data, indent=indent, ascii=ascii) + "\n")
     out.flush()

@@ -138,6 +138,18 @@ def estimate_memory(engine: LlamaEngine, path: Path) -> int:
     return size
 
 
+def check_files(path: Path, options: LoadOptions) -> int | None:
+    """llmcli's own GGUF header check of the model and its adapters, before llama.cpp
+    reads them (as in-process loading does); the model's trained context."""
+    from llmcli.store.adapters import check_adapters
+    from llmcli.store.gguf import check_model_file
+
+    header = check_model_file(path)
+    if options.loras:
+        check_adapters((spec.path for spec in options.loras), header)
+    return header.context_length
+
+
 def total_ram() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -166,6 +178,8 @@ class ModelPool:
     def _load(self, key: str, path: Path, options: LoadOptions, trained_ctx: int | None) -> Loaded:
         from llmcli.engine.loader import load_local
 
+        if trained_ctx is None:
+            trained_ctx = check_files(path, options)
         engine = load_local(path, options, trained_ctx=trained_ctx)
         if not hasattr(engine, "save_sequence"):
             engine.close()

@@ -62,7 +62,12 @@ def error_frame(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, LlmcliError):
         return {
             "ok": False,
-            "error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint},
+            "error": {
+                "type": type(exc).__name__,
+                "bases": [cls.__name__ for cls in type(exc).__mro__],
+                "message": exc.message,
+                "hint": exc.hint,
+            },
         }
     log.error("internal error: %s", traceback.format_exc())
     return {
@@ -397,9 +402,7 @@ class _Turn:
                 if not self._send(frame):
                     break
         finally:
-            close = getattr(generation.pieces, "close", None)
-            if close is not None:
-                close()
+            generation.close()  # the generation protocol: waits for the engine to stop
         stats = asdict(generation.stats)
         if self.cancelled.is_set():
             log.info(

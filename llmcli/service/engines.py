@@ -175,21 +175,27 @@ def load_engine(
     from llmcli.store.adapters import check_adapters
     from llmcli.store.gguf import check_model_file
 
+    if env.engine_loader is not None:
+        loaded: tuple[Engine, ResolvedModel] = env.engine_loader(flags, settings)
+        return loaded
     remote = choose_remote(flags, settings, env)
     if remote is not None:
         return load_remote(remote, flags, env)
     options = load_options(flags, settings)
     model = resolve(flags, settings, env, offer_pull)
+    keep_alive = keep_alive_seconds(flags, settings)
+    if keep_alive > 0 and not flags.verbose:  # --verbose: llama.cpp's log, in this process
+        from llmcli.service.warm import open_warm
+
+        if options.loras:
+            options = replace(options, loras=tuple(resolve_loras(list(options.loras), env)))
+        # The server checks the GGUF header and adapters itself, once per file version.
+        return open_warm(model.path, options, None, keep_alive, env), model
     header = check_model_file(model.path)
     if options.loras:
         loras = resolve_loras(list(options.loras), env)
         check_adapters((spec.path for spec in loras), header)
         options = replace(options, loras=tuple(loras))
-    keep_alive = keep_alive_seconds(flags, settings)
-    if keep_alive > 0 and not flags.verbose:  # --verbose: llama.cpp's log, in this process
-        from llmcli.service.warm import open_warm
-
-        return open_warm(model.path, options, header.context_length, keep_alive, env), model
     engine = load_local(model.path, options, trained_ctx=header.context_length)
     return engine, model
 

@@ -14,7 +14,6 @@ and ``ask -m OWNER/REPO`` must work offline and start fast.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,14 +221,6 @@ def remove_alias(name: str) -> bool:
 
 
 def _save_aliases(aliases: dict[str, str]) -> None:
-    path = aliases_file()
-    tmp = path.with_name(f".{ALIASES_NAME}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(aliases, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(
-            f"cannot write {path}: {exc.strerror or exc}", hint="check disk space and permissions"
-        ) from exc
+    from llmcli.atomic import write_atomic
+
+    write_atomic(aliases_file(), json.dumps(aliases, indent=2, sort_keys=True) + "\n")

@@ -9,13 +9,12 @@ folder cannot be mistaken for a model, and listing can skip it with a warning.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmcli.errors import DataError, StorageError
+from llmcli.errors import DataError
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA = 1
@@ -73,19 +72,10 @@ def now_utc() -> str:
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
     """Write atomically: readers see the old manifest or the new one, never half of one."""
+    from llmcli.atomic import write_atomic
+
     path = folder / MANIFEST_NAME
-    tmp = folder / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.write(manifest.to_json())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(
-            f"cannot write {path}: {exc.strerror or exc}", hint="free disk space or fix permissions"
-        ) from exc
+    write_atomic(path, manifest.to_json())
     return path
 
 

@@ -13,10 +13,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli as _run_cli
 from tests.serve_helpers import (
     kill_servers,
     running_server,
@@ -26,6 +27,13 @@ from tests.serve_helpers import (
     wait_for,
     warm_env,
 )
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """The CLI with room for a loaded shared machine (a server start, a model load)."""
+    kwargs.setdefault("timeout", 600)
+    return _run_cli(*args, **kwargs)
+
 
 ASK = ("ask", "--greedy", "-n", "8")
 PROMPT = "What is the best way to learn music?"
@@ -59,7 +67,7 @@ def test_server_killed_mid_answer_is_a_clear_error_and_loses_no_history(home: Pa
         )
         assert process.stdout is not None and process.stdout.read(1)
         os.kill(server.pid, signal.SIGKILL)
-        _, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=600)
     assert process.returncode == 69, err
     assert b"engine server" in err and b"stopped in the middle of the answer" in err
     assert b"Traceback" not in err
@@ -124,7 +132,7 @@ def test_two_clients_starting_the_server_at_once_make_one(home: Path) -> None:
         )
         for _ in range(2)
     ]
-    outputs = [client.communicate(timeout=300) for client in clients]
+    outputs = [client.communicate(timeout=600) for client in clients]
     assert [c.returncode for c in clients] == [0, 0], outputs
     assert outputs[0][0] == outputs[1][0]
     assert len(server_pids(home)) == 1
@@ -148,3 +156,14 @@ def test_a_full_disk_while_saving_state_still_answers(home: Path) -> None:
         assert wait_for(lambda: "could not save a KV state" in server_log(home))
     leftovers = list((home / "cache" / "kv-states").glob("*/*"))
     assert leftovers == []
+
+
+def test_a_damaged_model_is_refused_by_the_server_as_in_process(home: Path) -> None:
+    env = warm_env(home)
+    bad = home / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    with running_server(home):
+        warm = run_cli("ask", "-m", str(bad), "hi", env=env)
+    cold = run_cli("ask", "--keep-alive", "0", "-m", str(bad), "hi", env=env)
+    assert warm.returncode == cold.returncode == 65
+    assert warm.stderr == cold.stderr and b"truncated GGUF file" in warm.stderr
