@@ -18,7 +18,7 @@ _llmcli_subcommands() {
 _llmcli_options() {
     case "$1" in
         "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose -h --help" ;;
+        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose --each-line --each-file --parallel -0 --null -h --help" ;;
         "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
         "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
@@ -87,6 +87,8 @@ _llmcli_option_value() {
         "ask|--grammar") echo "text" ;;
         "ask|--logprobs") echo "text" ;;
         "ask|--encoding-errors") echo "choice strict replace" ;;
+        "ask|--each-file") echo "file" ;;
+        "ask|--parallel") echo "text" ;;
         "bench|-m"|"bench|--model") echo "model" ;;
         "bench|-p"|"bench|--pp") echo "text" ;;
         "bench|-n"|"bench|--tg") echo "text" ;;

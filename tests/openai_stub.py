@@ -52,6 +52,10 @@ class OpenAIStub:
     requests: list[Recorded] = field(default_factory=list)
     disconnected: threading.Event = field(default_factory=threading.Event)
     models_reply: Reply | None = None
+    in_flight: int = 0
+    """POSTs being answered now; ``max_in_flight`` is the most there ever were at once."""
+    max_in_flight: int = 0
+    flight: threading.Condition = field(default_factory=threading.Condition)
     tokenizer: bool = False
     _server: ThreadingHTTPServer | None = None
 
@@ -93,6 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     owner: OpenAIStub
     chat: bool = True
+    body: dict[str, Any] | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -118,12 +123,23 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._record() or {}
         if not self.path.startswith("/v1/"):
             return self._tokenizer_route(body)
+        owner = self.owner
         default = embeddings() if self.path.rstrip("/").endswith("/embeddings") else None
-        if default is not None and not self.owner.replies:
-            return default.action(self, self.owner)
-        reply = self.owner.replies.popleft() if self.owner.replies else stream(["Hello", " world"])
+        if default is not None and not owner.replies:
+            return default.action(self, owner)
+        reply = owner.replies.popleft() if owner.replies else stream(["Hello", " world"])
         self.chat = "messages" in body
-        reply.action(self, self.owner)
+        self.body = body
+        with owner.flight:
+            owner.in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+            owner.flight.notify_all()
+        try:
+            reply.action(self, owner)
+        finally:
+            with owner.flight:
+                owner.in_flight -= 1
+                owner.flight.notify_all()
 
     def _tokenizer_route(self, body: dict[str, Any]) -> None:
         """llama-server's template and tokenizer endpoints (at the root, not under /v1)."""
@@ -338,6 +354,21 @@ def raw_events(*payloads: bytes) -> Reply:
         end_stream(handler)
 
     return Reply(act, "raw")
+
+
+def echo_when_concurrent(n: int, *, timeout: float = 10.0, delay: float = 0.0) -> Reply:
+    """Wait until ``n`` requests are in flight at once (or ``timeout``), then stream back
+    ``echo: `` and the last message (or the prompt), after ``delay`` seconds."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        with stub.flight:
+            stub.flight.wait_for(lambda: stub.max_in_flight >= n, timeout=timeout)
+        time.sleep(delay)
+        body = handler.body or {}
+        messages = body.get("messages") or [{"content": body.get("prompt", "")}]
+        stream(["echo: ", str(messages[-1].get("content", ""))]).action(handler, stub)
+
+    return Reply(act, f"echo when {n} in flight")
 
 
 def model_list(context_length: int) -> Reply:

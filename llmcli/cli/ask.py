@@ -14,6 +14,16 @@ import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import environment
+from llmcli.cli.each import (
+    EachCommand,
+    EachFileOpt,
+    EachFlags,
+    EachLineOpt,
+    NullOpt,
+    ParallelOpt,
+    check_each_flags,
+    run_each_command,
+)
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
 from llmcli.cli.structured_flags import (
@@ -149,6 +159,10 @@ def ask(
     plain: opt.PlainOpt = False,
     encoding_errors: opt.EncodingErrorsOpt = "strict",
     verbose: opt.VerboseOpt = False,
+    each_line: EachLineOpt = False,
+    each_file: EachFileOpt = None,
+    parallel: ParallelOpt = None,
+    null: NullOpt = False,
 ) -> None:
     """Ask one question and stream the answer.
 
@@ -161,6 +175,8 @@ def ask(
       printf '1, 2, 3,' | llmcli ask --raw --greedy --max-tokens 4
 
       llmcli ask --schema 'name, age int' 'Invent a person' | jq .name
+
+      llmcli ask --each-line --json "Classify the sentiment:" < reviews.txt
     """
     env = environment(cli)
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
@@ -171,6 +187,8 @@ def ask(
     continued = ContinuedAsk() if continue_conversation else None
     model = model or (continued.model_ref if continued is not None else None)
     settings = _settings(env, model)
+    each = EachFlags(each_line, list(each_file or []), parallel, null)
+    check_each_flags(each, json_output, continue_conversation, show_probs, output, saved)
     flags = ModelFlags(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, parse_loras(lora)
     )
@@ -178,6 +196,9 @@ def ask(
     knobs.stop, knobs.logprobs = tuple(stop or ()), logprobs
     sampling = build_sampling(with_saved_sampling(knobs, saved), settings)
     output.apply(sampling)
+    if each.active:  # many prompts at once: llmcli.service.each
+        command = EachCommand(env, prompt or [], system, raw, json_output, stats, encoding_errors)
+        return run_each_command(command, each, flags, settings, sampling)
     text = _read_prompt(env, prompt or [], encoding_errors, saved)
     engine, resolved = load_engine(flags, settings, env)
     show_notices(env, engine)

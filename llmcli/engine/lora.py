@@ -84,10 +84,19 @@ class LoraAdapters:
 
     def apply(self) -> None:
         """Tell the context which adapters to use and how strongly."""
+        self.apply_to(self._ctx)
+
+    def apply_to(self, ctx: Any) -> None:
+        """Apply the adapters to ``ctx`` too (a second context on the same model, for batches).
+
+        Detach them (``llama_free`` of that context) before :meth:`close` frees them.
+        """
         n = len(self._loaded)
+        if ctx is not self._ctx and not n:
+            return
         handles = (self._lib.llama_adapter_lora_p_ctypes * n)(*(i.handle for i in self._loaded))
         scales = (ctypes.c_float * n)(*(i.spec.scale for i in self._loaded))
-        if self._lib.llama_set_adapters_lora(self._ctx, handles, n, scales) != 0:
+        if self._lib.llama_set_adapters_lora(ctx, handles, n, scales) != 0:
             raise LlmcliError(
                 "llama.cpp refused to apply the LoRA adapters",
                 hint="run with --verbose to see llama.cpp's reason",
