@@ -20,7 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-KnobKind = Literal["float", "int", "optional_int", "bool"]
+KnobKind = Literal["float", "int", "optional_int", "limit", "bool"]
+"""``limit``: a whole number ≥ 0 where 0 (and ``none`` when typed) means no limit."""
 ENV_PREFIX = "LLMCLI_"
 
 
@@ -96,9 +97,10 @@ KNOBS: dict[str, Knob] = {
              remote="presence_penalty"),
         Knob("seed", "optional_int", None, "Random seed: the same seed gives the same text.",
              0, 2**32 - 2, config=False, unset="random"),  # 32-bit in llama.cpp: never wrapped
-        Knob("max_tokens", "optional_int", None, "Generate at most N tokens.", 1,
-             flags=("-n",), unset="until the model stops or the context is full",
-             example=512),
+        # 512: at the default sampling SmolLM2 sometimes loops until the context is full
+        # (benchmarks/bench_quickstart.py); every answer that ends by itself is shorter.
+        Knob("max_tokens", "limit", 512, "Generate at most N tokens (0 or none: no limit).", 0,
+             flags=("-n",), note="0 or none = until the model stops"),
         Knob("greedy", "bool", False,
              "Argmax decoding: always the most likely token (deterministic).", config=False),
     )
@@ -127,6 +129,8 @@ def rule(knob: Knob) -> str:
         text += f" ({knob.note})"
     if knob.kind == "optional_int":
         text += f", or 'none' ({knob.unset})" if knob.unset else ", or 'none'"
+    if knob.kind == "limit":
+        text = "a whole number ≥ 0, or 'none' (0 or none: no limit)"
     return text
 
 
@@ -142,6 +146,8 @@ def parse_value(knob: Knob, text: str) -> Any:
         raise ValueError(value)
     if knob.kind == "optional_int" and lowered in ("none", "off", "default", "-"):
         return None
+    if knob.kind == "limit":
+        return limit_value(value)
     number: float = float(value) if knob.kind == "float" else int(value)
     if not math.isfinite(number):
         raise ValueError(value)
@@ -150,6 +156,17 @@ def parse_value(knob: Knob, text: str) -> Any:
     if knob.maximum is not None and number > knob.maximum:
         raise ValueError(value)
     return number
+
+
+def limit_value(text: str) -> int | None:
+    """A ``limit`` knob typed as text: ``N`` ≥ 1, or None for 0/``none`` (no limit)."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "off", "unlimited", "-"):
+        return None
+    number = int(lowered)  # ValueError for anything else
+    if number < 0:
+        raise ValueError(text)
+    return number or None
 
 
 def describe(knob: Knob, value: Any) -> str:

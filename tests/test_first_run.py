@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -116,3 +118,30 @@ def test_models_show_explains_a_text_file_and_names_no_missing_option() -> None:
     assert missing.returncode == 1
     assert "-m" not in missing.stderr.decode()  # 'models show' takes the model as an argument
     assert "models list" in missing.stderr.decode()
+
+
+QUICK_START = "What is the best way to learn music?"
+
+
+def test_the_quick_start_question_is_capped_by_default() -> None:
+    """Seed 10 at the default sampling loops until the context is full without a cap
+    (benchmarks/bench_quickstart.py: 600 of 600 tokens); the default cap ends it at 512."""
+    # One thread: the token count is what is checked, and a loaded machine slows
+    # llama.cpp's thread team far more than a single thread.
+    result = run_cli(
+        "ask", "--json", "--seed", "10", QUICK_START, env={"LLMCLI_THREADS": "1"}, timeout=900
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)["stats"]
+    assert stats["generated_tokens"] <= 512
+
+
+@pytest.mark.parametrize("unlimited", ["0", "none"])
+def test_max_tokens_0_or_none_lifts_the_cap(unlimited: str) -> None:
+    args = ["ask", "--raw", "--greedy", "--json", "--stop", " 9", "1, 2, 3, 4,"]
+    capped = run_cli(*args, env={"LLMCLI_MAX_TOKENS": "3"})
+    assert json.loads(capped.stdout)["stats"]["generated_tokens"] == 3
+    free = run_cli(*args, "--max-tokens", unlimited, env={"LLMCLI_MAX_TOKENS": "3"})
+    assert free.returncode == 0, free.stderr
+    answer = json.loads(free.stdout)
+    assert answer["finish_reason"] == "stop" and answer["text"].startswith(" 5, 6, 7, 8,")

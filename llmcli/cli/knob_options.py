@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from llmcli.knobs import KNOBS, Knob
+from llmcli.knobs import KNOBS, Knob, limit_value
 from llmcli.service.sampling import SamplingFlags
 
 SAMPLING = "Sampling"
@@ -40,6 +40,17 @@ def knob_annotation(knob: Knob) -> Any:
             bool,
             typer.Option(knob.option, *knob.flags, help=knob.cli_help(), rich_help_panel=SAMPLING),
         ]
+    if knob.kind == "limit":  # "none" is a value here, so a parser instead of min/max
+        limit = typer.Option(
+            knob.option,
+            *knob.flags,
+            parser=_parse_limit,
+            metavar="N",
+            help=knob.cli_help(),
+            rich_help_panel=SAMPLING,
+            show_default=False,
+        )
+        return Annotated[int | None, limit]
     option = typer.Option(
         knob.option,
         *knob.flags,
@@ -50,6 +61,15 @@ def knob_annotation(knob: Knob) -> Any:
         show_default=False,
     )
     return Annotated[_TYPES[knob.kind], option]
+
+
+def _parse_limit(text: str) -> int:
+    """``N`` ≥ 0 or ``none``; 0 stands for "no limit" until build_sampling."""
+    try:
+        value = limit_value(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number ≥ 0 or 'none'") from None
+    return value or 0
 
 
 def _parameters() -> list[inspect.Parameter]:

@@ -41,5 +41,7 @@ def build_sampling(flags: SamplingFlags, settings: Settings) -> Sampling:
             value = settings.knob(knob.name) if knob.config else knob.default
         if value is not None and knob.kind == "float":
             value = float(value)
+        if knob.kind == "limit":
+            value = value or None  # 0: no limit
         values[knob.name] = value
     return Sampling(**values, stop=flags.stop, logprobs=flags.logprobs)

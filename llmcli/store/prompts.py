@@ -31,7 +31,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_KNOB_KINDS = {"float": "float", "int": "int", "optional_int": "int", "bool": "bool"}
+_KNOB_KINDS = {
+    "float": "float",
+    "int": "int",
+    "optional_int": "int",
+    "limit": "int",
+    "bool": "bool",
+}
 SAMPLING_KINDS: dict[str, str] = {
     **{knob.name: _KNOB_KINDS[knob.kind] for knob in KNOBS.values()},
     "stop": "list",
