@@ -55,6 +55,22 @@ def _wait_for_models(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
     pytest.fail(f"llama_cpp.server did not answer in 180 s:\n{log.read_text()[-3000:]}")
 
 
+_SERVER_LAUNCHER = """
+import runpy
+
+import llama_cpp
+
+from llmcli.engine.hardware import has_amx
+from llmcli.engine.llama import _without_extra_buffers
+
+with _without_extra_buffers(llama_cpp, has_amx()):
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""``python -m llama_cpp.server``, loading the model as llmcli's engine does: where the
+CPU advertises AMX, llama.cpp's AMX buffer type segfaults on multi-token decodes under
+this hypervisor, and the greedy comparison needs the same weight layout on both sides."""
+
+
 @pytest.fixture(scope="module")
 def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``http://127.0.0.1:PORT/v1`` of a llama-cpp-python server serving SmolLM2."""
@@ -64,7 +80,7 @@ def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # Same threads and batch size as the local engine: the summation order of the
     # matrix products, and so the last bits of the logits, depend on both.
     command = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-c", _SERVER_LAUNCHER,
         "--model", str(model_path), "--model_alias", ALIAS,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "2048", "--n_batch", "512",
