@@ -95,7 +95,7 @@ def test_raw_uses_completions_with_no_16_token_default(stub: OpenAIStub) -> None
     assert request.path == "/v1/completions"
     assert request.body is not None
     assert request.body["prompt"] == "1, 2, 3, 4,"
-    assert request.body["max_tokens"] is None
+    assert request.body["max_tokens"] == 512  # llmcli's default cap, not the server's 16
 
 
 def test_json_reports_server_usage_when_given(stub: OpenAIStub) -> None:
