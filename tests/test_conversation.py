@@ -342,13 +342,17 @@ class ScriptReader:
 
 
 def _repl(
-    engine: FakeEngine, *inputs: str | BaseException, tmp_path: Path | None = None
+    engine: FakeEngine,
+    *inputs: str | BaseException,
+    tmp_path: Path | None = None,
+    sampling: Sampling | None = None,
 ) -> tuple[ChatRepl, io.StringIO, io.StringIO]:
     out, err = io.StringIO(), io.StringIO()
     env = Environment(stdin=io.StringIO(), stdout=out, stderr=err, environ={})
     store = HistoryStore(tmp_path / "c.db") if tmp_path else None
     session = ChatSession(engine, model_name="fake", store=store)
-    repl = ChatRepl(session, Sampling(), ChatOutput(env, quiet=True), ScriptReader(*inputs))
+    reader = ScriptReader(*inputs)
+    repl = ChatRepl(session, sampling or Sampling(), ChatOutput(env, quiet=True), reader)
     return repl, out, err
 
 
@@ -422,7 +426,8 @@ def test_repl_commands(tmp_path: Path) -> None:
 def test_repl_reports_a_message_that_cannot_fit_and_continues() -> None:
     engine = FakeEngine(n_ctx=100)
     engine.enqueue("ok")
-    repl, out, err = _repl(engine, "x" * 300, "short")
+    # An answer of up to 10 tokens: the default cap (512) would keep half of this tiny window.
+    repl, out, err = _repl(engine, "x" * 300, "short", sampling=Sampling(max_tokens=10))
     assert repl.run() == int(DataError.status)
     assert "does not fit" in err.getvalue()
     assert out.getvalue() == "ok\n"
