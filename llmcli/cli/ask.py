@@ -26,6 +26,7 @@ from llmcli.cli.each import (
 )
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.notices import notify, show_notices
 from llmcli.cli.structured_flags import (
     GrammarOpt,
     JsonObjectOpt,
@@ -41,7 +42,7 @@ from llmcli.cli.structured_flags import (
 )
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, Sampling
+from llmcli.engine.base import Sampling
 from llmcli.errors import UsageError
 from llmcli.render.json_out import dumps, write_json
 from llmcli.render.sink import AnswerSink as Sink
@@ -85,16 +86,6 @@ def open_sink(
     if json_mode:
         return _Silent()
     return open_answer_sink(env, plain=plain, code_theme=code_theme)
-
-
-def notify(env: Environment, message: str) -> None:
-    """A dim notice on stderr (plain in a pipe)."""
-    from llmcli.render.console import make_console
-    from llmcli.render.sanitize import visible
-
-    make_console(env, stderr=True).print(
-        visible(message), style="dim", markup=False, highlight=False
-    )
 
 
 @sampling_options
@@ -255,11 +246,6 @@ def _sink(
             sampling.logprobs = max(sampling.logprobs, 1)
             return prob_sink
     return open_sink(env, plain=plain, json_mode=json_output, code_theme=theme)
-
-
-def show_notices(env: Environment, engine: Engine) -> None:
-    for notice in engine.notices:
-        notify(env, f"note: {notice}")
 
 
 def _report(

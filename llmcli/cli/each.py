@@ -145,8 +145,8 @@ def run_each_command(
     sampling: Sampling,
 ) -> None:
     """Read the items, load the model in this process, answer them all (``ask`` calls this)."""
-    from llmcli.cli.ask import show_notices
     from llmcli.cli.loading import load_engine
+    from llmcli.cli.notices import show_notices
 
     items = read_each_items(command, each)  # before the load: a mistake costs no load
     flags.keep_alive = "0"  # the batch decodes on a side context of the in-process model
@@ -189,7 +189,7 @@ def ask_each(
     progress = open_progress(env, len(items))
     summary = run_each(engine, items, request, sampling, output, progress, check)
     if command.stats:
-        from llmcli.cli.ask import notify
+        from llmcli.cli.notices import notify
 
         tokens = sum(o.stats.generated_tokens for o in summary.outcomes)
         elapsed = time.perf_counter() - started

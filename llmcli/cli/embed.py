@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.ask import notify
 from llmcli.cli.base import environment
 from llmcli.cli.inspect import _print, _settings, _write_json
 from llmcli.cli.loading import ModelFlags, load_engine
+from llmcli.cli.notices import notify
 from llmcli.context import Environment
 from llmcli.errors import UsageError
 from llmcli.session.inputs import read_stdin

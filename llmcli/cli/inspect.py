@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.cli import options as opt
-from llmcli.cli.ask import notify
 from llmcli.cli.base import environment
 from llmcli.cli.loading import ModelFlags, load_token_level
+from llmcli.cli.notices import notify
 from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import TokenLevel

@@ -246,28 +246,7 @@ def remote_events(
     lock = threading.Lock()
 
     def answer(item: EachItem) -> None:
-        if item.error is not None:
-            out.put(_failed(item.index, item.error))
-            return
-        generation = engine.generate(_prompt(request, item.text), sampling)
-        with lock:
-            running[item.index] = generation
-        try:
-            for piece in generation:
-                out.put(ItemEvent(item.index, piece=piece))
-                if cancel.is_set():
-                    generation.cancel()
-                    break
-        finally:
-            with lock:
-                running.pop(item.index, None)
-        stats = generation.stats
-        if cancel.is_set() and stats.finish_reason != "error":
-            stats.finish_reason = "interrupted"
-        error = None
-        if stats.finish_reason == "error":
-            error = ServiceUnavailable(stats.error or "generation failed")
-        out.put(ItemEvent(item.index, stats=stats, error=error))
+        _answer_remotely(engine, request, sampling, item, out, running, lock, cancel)
 
     def worker() -> None:
         try:
@@ -308,6 +287,44 @@ def remote_events(
                 generation.cancel()
         for thread in workers:
             thread.join(timeout=2.0)  # a worker blocked in a read times out on its own
+
+
+def _answer_remotely(
+    engine: Engine,
+    request: EachRequest,
+    sampling: Sampling,
+    item: EachItem,
+    out: queue.SimpleQueue[Any],
+    running: dict[int, Any],
+    lock: threading.Lock,
+    cancel: threading.Event,
+) -> None:
+    """One item's streamed request: its pieces, then its stats, onto ``out``.
+
+    The generation is kept in ``running`` while it streams, so that Ctrl-C in the
+    caller's thread can cancel every request in flight."""
+    if item.error is not None:
+        out.put(_failed(item.index, item.error))
+        return
+    generation = engine.generate(_prompt(request, item.text), sampling)
+    with lock:
+        running[item.index] = generation
+    try:
+        for piece in generation:
+            out.put(ItemEvent(item.index, piece=piece))
+            if cancel.is_set():
+                generation.cancel()
+                break
+    finally:
+        with lock:
+            running.pop(item.index, None)
+    stats = generation.stats
+    if cancel.is_set() and stats.finish_reason != "error":
+        stats.finish_reason = "interrupted"
+    error = None
+    if stats.finish_reason == "error":
+        error = ServiceUnavailable(stats.error or "generation failed")
+    out.put(ItemEvent(item.index, stats=stats, error=error))
 
 
 _WORKER_DONE = object()
