@@ -102,9 +102,7 @@ def ask(
     prompt_name: PromptNameOpt = None,
     knobs: KnobFlags = KNOB_OPTIONS,
     stop: opt.StopOpt = None,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
-    ] = False,
+    raw: opt.RawOpt = False,
     continue_conversation: Annotated[
         bool,
         typer.Option(

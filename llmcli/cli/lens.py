@@ -54,9 +54,7 @@ def lens(
             "--top", "-k", min=1, max=MAX_TOP, help="Show each block's K most likely tokens."
         ),
     ] = 1,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
-    ] = False,
+    raw: opt.RawOpt = False,
     ctx: opt.CtxOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
     threads: opt.ThreadsOpt = None,

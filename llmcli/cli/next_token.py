@@ -123,9 +123,7 @@ def next_token(
             help="Take the argmax and predict again, N times (greedy decoding by hand).",
         ),
     ] = 1,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
-    ] = False,
+    raw: opt.RawOpt = False,
     lora: opt.LoraOpt = None,
     ctx: opt.CtxOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,

@@ -34,6 +34,9 @@ SystemOpt = Annotated[
     str | None,
     typer.Option("--system", "-s", help="System prompt.", show_default=False),
 ]
+RawOpt = Annotated[
+    bool, typer.Option("--raw", help="Plain completion: no chat template, no system prompt.")
+]
 # The sampling knobs: derived from llmcli.knobs.KNOBS (commands take them all at once with
 # @sampling_options; these single aliases are for a command that wants just one).
 TemperatureOpt = knob_annotation(KNOBS["temperature"])
