@@ -27,7 +27,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "llmcli.serve.server": 465,
     "llmcli.service.each": 482,
     "llmcli.store.download": 547,
-    "llmcli.store.gguf": 724,
 }
 
 

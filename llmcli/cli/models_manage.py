@@ -165,7 +165,8 @@ def _file_key(target: str) -> str:
 
 def _file_json(path: Any, source: str) -> dict[str, Any]:
     """A model file outside the store, described from its GGUF header (no llama.cpp)."""
-    from llmcli.store.gguf import GGUFError, read_gguf
+    from llmcli.store.gguf import read_gguf
+    from llmcli.store.gguf_header import GGUFError
 
     entry: dict[str, Any] = {
         "name": path.name.removesuffix(".gguf"),

@@ -20,7 +20,7 @@ from llmcli.render.json_out import write_json
 SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
 if TYPE_CHECKING:
-    from llmcli.store.gguf import GGUFFile
+    from llmcli.store.gguf_header import GGUFFile
 
 
 def show(

@@ -54,7 +54,7 @@ from llmcli.store.manifest import (
 from llmcli.store.refs import HubRef
 
 if TYPE_CHECKING:
-    from llmcli.store.gguf import GGUFFile
+    from llmcli.store.gguf_header import GGUFFile
 
 CHUNK_BYTES = 1 << 20
 RETRY_DELAYS_S = (0.5, 1.0, 2.0)  # between attempts that brought no new bytes

@@ -135,12 +135,6 @@ def cli_handlers() -> Iterator[None]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="regression found at the end of the session that merged the engine server, "
-    "the AMX load and the quiet load: a signal that lands while some Llama.__del__ runs "
-    "outside deferred_signals is still lost (to be fixed next; see CHANGELOG, Known issues)",
-    strict=False,
-)
 @pytest.mark.parametrize(
     ("sig", "expected"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)]
 )
