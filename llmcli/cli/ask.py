@@ -121,7 +121,7 @@ def ask(
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
     keep_alive: opt.KeepAliveOpt = None,
-    json_output: opt.JsonOpt = False,
+    json_output: opt.AnswerJsonOpt = False,
     schema: SchemaOpt = None,
     json_object: JsonObjectOpt = False,
     grammar: GrammarOpt = None,

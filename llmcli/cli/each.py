@@ -40,6 +40,7 @@ EachFileOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--each-file",
+        metavar="FILE",
         help="Answer FILE as its own prompt (its text first, then the prompt words); "
         "repeat for more files, or give - to read file names from stdin, one per line.",
         rich_help_panel=EACH,

@@ -115,7 +115,7 @@ def save(
     env.stderr.write(f"saved {save_prompt(saved)}\n")
 
 
-def list_cmd(cli: typer.Context, json_output: opt.JsonOpt = False) -> None:
+def list_cmd(cli: typer.Context, json_output: opt.JsonListOpt = False) -> None:
     """List saved prompts (name, then description or the start of the prompt)."""
     from llmcli.store.prompts import list_prompts, load_prompt
 
