@@ -85,7 +85,7 @@ def test_list_shows_name_quant_size_params_context(pulled: dict[str, Path]) -> N
     assert header.split() == ["NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES"]
     pulled_rows = [row for row in rows if row.split()[1] == "pulled"]
     assert [row.split()[0] for row in pulled_rows] == sorted(pulled)
-    assert all("2048" in row and "MB" in row for row in pulled_rows)
+    assert all("2048" in row and "MiB" in row for row in pulled_rows)
     entries = listed()
     assert {e["name"] for e in entries} == set(pulled)
     for entry in entries:

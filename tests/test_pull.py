@@ -122,7 +122,7 @@ def test_list_shows_quant_size_file(tiny_repo: FakeHub, blobs: dict[str, bytes])
     )
     (split_line,) = [line for line in lines if "big-Q8_0" in line]
     assert "big-Q8_0-00001-of-00003.gguf (+2 parts)" in split_line and "Q8_0" in split_line
-    assert "MB" in result.stdout or "kB" in result.stdout
+    assert "MiB" in result.stdout or "KiB" in result.stdout
     # Listing reads one GGUF header for the memory estimate (all of a file this small),
     # from one file only: never a model download (tests/test_fit.py checks a large file).
     assert len([n for n in tiny_repo.bytes_served.values() if n]) <= 1
@@ -299,7 +299,7 @@ def test_terminal_gets_a_progress_bar(tiny_repo: FakeHub) -> None:
     output = child.before.decode("utf-8", "replace")
     assert child.exitstatus == 0, output
     assert "━" in output  # Rich's bar
-    assert "MB" in output and "tiny-Q4_K_M.gguf" in output
+    assert "MiB" in output and "tiny-Q4_K_M.gguf" in output
 
 
 def test_commands_are_registered_in_the_app(hub: FakeHub) -> None:

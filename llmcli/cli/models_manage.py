@@ -22,23 +22,7 @@ if TYPE_CHECKING:
     from llmcli.store.catalog import StoredModel
 
 from llmcli.store.refs import AliasRef, HubRef, parse_ref
-
-
-def _format_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _format_params(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
+from llmcli.units import format_bytes, format_count
 
 
 def _warn(env: Environment, text: str) -> None:
@@ -121,8 +105,8 @@ def list_models(
                 entry["name"],
                 entry["source"],
                 entry.get("quant") or entry.get("file_type") or "-",
-                _format_size(size) if size is not None else "-",
-                _format_params(entry.get("parameters")),
+                format_bytes(size) if size is not None else "-",
+                format_count(entry["parameters"]) if entry.get("parameters") else "-",
                 str(entry.get("context_length") or "-"),
                 ", ".join(entry["aliases"]) or "-",
             )
@@ -258,7 +242,7 @@ def remove(
 
     env = environment(cli)
     model = _stored_for_removal(ref)
-    size = _format_size(model.manifest.size)
+    size = format_bytes(model.manifest.size)
     confirm_removal(env, f"Remove {model.ref} ({size})?", what=model.ref, yes=yes)
     catalog.remove_stored(model)
     env.stderr.write(f"removed {model.ref} ({size})\n")

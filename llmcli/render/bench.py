@@ -10,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from llmcli.render.anatomy import format_bytes, format_count, safe_text
+from llmcli.render.anatomy import safe_text
+from llmcli.units import format_bytes, format_count
 
 
 def bench_heading(info: Mapping[str, Any]) -> Text:

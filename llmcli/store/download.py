@@ -52,6 +52,7 @@ from llmcli.store.manifest import (
     write_manifest,
 )
 from llmcli.store.refs import HubRef
+from llmcli.units import format_bytes
 
 if TYPE_CHECKING:
     from llmcli.store.gguf_header import GGUFFile
@@ -147,8 +148,8 @@ def check_free_space(model: RemoteModel, folder: Path, existing: Manifest | None
     free = shutil.disk_usage(root).free
     if needed > free:
         raise StorageError(
-            f"not enough disk space for {model.label}: it needs {format_size(needed)} more, "
-            f"{format_size(free)} free in {root}",
+            f"not enough disk space for {model.label}: it needs {format_bytes(needed)} more, "
+            f"{format_bytes(free)} free in {root}",
             hint="free some space (llmcli models rm …) or point LLMCLI_HOME at a bigger disk",
         )
 
@@ -159,15 +160,6 @@ def _bytes_still_needed(file: RemoteFile, folder: Path, existing: Manifest | Non
     partial = partial_path(file)
     have = partial.stat().st_size if partial.is_file() else 0
     return max(file.size - have, 0)
-
-
-def format_size(n: float) -> str:
-    """Decimal units, as the Hub shows sizes: ``98.2 MB``."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 # ---- one file --------------------------------------------------------------------------
@@ -412,12 +404,12 @@ def _fill(
         if failures > len(RETRY_DELAYS_S):
             raise ServiceUnavailable(
                 f"lost the connection while downloading {file.name} ({problem}; "
-                f"{format_size(partial.size)} of {format_size(file.size)} kept)",
+                f"{format_bytes(partial.size)} of {format_bytes(file.size)} kept)",
                 hint=RESUME_HINT,
             )
         delay = RETRY_DELAYS_S[max(failures - 1, 0)]
         reporter.note(
-            f"{problem} at {format_size(partial.size)} of {file.name}; retrying in {delay:g} s"
+            f"{problem} at {format_bytes(partial.size)} of {file.name}; retrying in {delay:g} s"
         )
         sleep(delay)
 
@@ -475,8 +467,8 @@ def _storage_error(exc: OSError, partial: Path, file: RemoteFile, kept: int) -> 
     if exc.errno in _DISK_FULL:
         return StorageError(
             f"disk full while downloading {file.name} "
-            f"({format_size(kept)} of {format_size(file.size)} kept in {partial})",
-            hint=f"free {format_size(file.size - kept)} and run the pull again to resume",
+            f"({format_bytes(kept)} of {format_bytes(file.size)} kept in {partial})",
+            hint=f"free {format_bytes(file.size - kept)} and run the pull again to resume",
         )
     return StorageError(
         f"cannot write {partial}: {exc.strerror or exc}",
