@@ -16,11 +16,12 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 import typer
 
 from llmcli.cli import (
+    aliases,
     ask,
     bench,
     chat,
@@ -46,6 +47,7 @@ from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
 PROG = "llmcli"
 GENERATE = "Generate"
+ALIASES = "Aliases"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 """Write errors that no command handled itself, e.g. stdout on a full disk (``> /dev/full``)."""
 
@@ -56,9 +58,21 @@ def _add(
     name: str | None = None,
     panel: str | None = None,
     hidden: bool = False,
+    **settings: Any,
 ) -> None:
     """Register one command, built from :class:`~llmcli.cli.helpfmt.Command` (readable help)."""
-    target.command(name, cls=Command, rich_help_panel=panel, hidden=hidden)(func)
+    target.command(name, cls=Command, rich_help_panel=panel, hidden=hidden, **settings)(func)
+
+
+def _register_aliases(app: typer.Typer) -> None:
+    """The names ollama users type (``run``, ``list``, ``show``, ``rm``), in their own panel."""
+    _add(app, aliases.run, "run", panel=ALIASES, context_settings=aliases.RUN_CONTEXT)
+    for name, target, func in (
+        ("list", "models list", models_manage.list_models),
+        ("show", "models show", models_show.show),
+        ("rm", "models rm", models_manage.remove),
+    ):
+        _add(app, func, name, panel=ALIASES, help=aliases.alias_help(target, func))
 
 
 def _register_commands(app: typer.Typer) -> None:
@@ -79,8 +93,12 @@ def _register_commands(app: typer.Typer) -> None:
 
 def _register_groups(app: typer.Typer) -> None:
     shell = new_group(
-        "completion", "Shell completion for bash, zsh and fish (commands, options, model names)."
+        "completion",
+        "Shell completion for bash, zsh and fish: 'llmcli completion bash' prints the script, "
+        "'install' puts it where the shell looks (commands, options, model names).",
     )
+    for shell_name in get_args(completion.Shell):
+        _add(shell, aliases.completion_script(shell_name), shell_name)
     _add(shell, completion.install, "install")
     _add(shell, completion.models, "models", hidden=True)
     _add(shell, completion.prompts, "prompts", hidden=True)
@@ -132,6 +150,7 @@ def build_app() -> typer.Typer:
     app = new_app()
     _register_commands(app)
     _register_groups(app)
+    _register_aliases(app)
     return app
 
 

@@ -27,6 +27,7 @@ def _root(
     version: bool = typer.Option(
         False,
         "--version",
+        "-V",
         callback=_version_callback,
         is_eager=True,
         help="Show the version and exit.",

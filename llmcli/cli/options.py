@@ -148,7 +148,9 @@ BaseUrlOpt = Annotated[
 ]
 VerboseOpt = Annotated[
     bool,
-    typer.Option("--verbose", help="Show llama.cpp's own log on stderr.", rich_help_panel=MODEL),
+    typer.Option(
+        "--verbose", "-v", help="Show llama.cpp's own log on stderr.", rich_help_panel=MODEL
+    ),
 ]
 JsonOpt = Annotated[
     bool,
