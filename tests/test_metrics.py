@@ -26,7 +26,6 @@ NOT_YET_SPLIT: dict[str, int] = {
     "llmcli.render.markdown": 633,
     "llmcli.serve.server": 465,
     "llmcli.service.each": 482,
-    "llmcli.store.download": 547,
 }
 
 
