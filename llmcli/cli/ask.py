@@ -26,6 +26,7 @@ from llmcli.cli.each import (
 )
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.noeffect import check_answer_output, check_raw_system
 from llmcli.cli.notices import notify, show_notices
 from llmcli.cli.structured_flags import (
     GrammarOpt,
@@ -169,6 +170,7 @@ def ask(
     """
     env = environment(cli)
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
+    check_answer_output(json_output=json_output, logprobs=logprobs, show_probs=show_probs)
     saved = load_saved(prompt_name)
     output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
     if saved is not None:
@@ -205,8 +207,7 @@ def ask(
 def _check_flags(encoding_errors: str, *, raw: bool, system: str | None, continued: bool) -> None:
     if encoding_errors not in ("strict", "replace"):
         raise UsageError("--encoding-errors must be strict or replace")
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     if raw and continued:
         raise UsageError("--continue needs the chat template", hint="drop --raw")
 

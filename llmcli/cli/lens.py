@@ -29,7 +29,7 @@ from llmcli.cli.inspect import (
     _write_json,
 )
 from llmcli.cli.loading import ModelFlags
-from llmcli.errors import UsageError
+from llmcli.cli.noeffect import check_raw_system
 from llmcli.render.tokens import piece_text
 from llmcli.session.budget import check_prompt_fits
 from llmcli.session.inputs import combine_prompt, read_stdin
@@ -78,8 +78,7 @@ def lens(
       llmcli lens --top 3 --json "What is the best way to learn music?"
     """
     env = environment(cli)
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     settings = _settings(env, model)
     stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer)
     text = combine_prompt(stdin_text, prompt or [])

@@ -19,9 +19,9 @@ from llmcli.cli import options as opt
 from llmcli.cli.ask import build_messages
 from llmcli.cli.base import environment
 from llmcli.cli.loading import ModelFlags, parse_loras
+from llmcli.cli.noeffect import check_raw_system
 from llmcli.context import Environment
 from llmcli.engine.base import TokenLevel
-from llmcli.errors import UsageError
 from llmcli.render.tokens import (
     Candidate,
     NextStep,
@@ -147,8 +147,7 @@ def next_token(
       llmcli next --raw --steps 5 --top 3 "The capital of France is"
     """
     env = environment(cli)
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     settings = _settings(env, model)
     stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer)
     text = combine_prompt(stdin_text, prompt or [])
