@@ -190,6 +190,8 @@ def ask(
     if each.active:  # many prompts at once: llmcli.service.each
         command = EachCommand(env, prompt or [], system, raw, json_output, stats, encoding_errors)
         return run_each_command(command, each, flags, settings, sampling)
+    if continued is None and settings.save_ask and not raw:  # history.save_ask: README
+        continued = ContinuedAsk(fresh=True)
     text = _read_prompt(env, prompt or [], encoding_errors, saved)
     engine, resolved = load_engine(flags, settings, env)
     show_notices(env, engine)

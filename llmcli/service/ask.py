@@ -49,11 +49,14 @@ def ask_prompt(
     """The prompt for the request; a local prompt is checked against the context here
     (a server enforces its own window and says so)."""
     if request.continued is not None:
+        system = request.system
+        if system is None and request.continued.conversation is None:
+            system = request.default_system  # a new conversation gets the configured one
         prompt: PromptInput = request.continued.prompt(
             engine,
             model_name=request.model_name,
             model_ref=request.model_ref,
-            system=request.system,
+            system=system,
             text=request.text,
             max_tokens=sampling.max_tokens,
             notice=notice,
