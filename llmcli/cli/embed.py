@@ -20,6 +20,7 @@ from llmcli.cli.loading import ModelFlags, load_engine
 from llmcli.cli.notices import notify
 from llmcli.context import Environment
 from llmcli.errors import UsageError
+from llmcli.render.json_out import model_json
 from llmcli.session.inputs import read_stdin
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def embed(
     flags = ModelFlags(model, ctx, gpu_layers, threads, verbose=verbose)
     flags.engine, flags.base_url = engine_name, base_url
     flags.keep_alive = "0"  # embeddings use a side context of the in-process model
-    engine, _ = load_engine(flags, settings, env)
+    engine, resolved = load_engine(flags, settings, env)
     try:
         for notice in engine.notices:
             notify(env, f"note: {notice}")
@@ -89,7 +90,8 @@ def embed(
 
         vectors = [l2_normalize(v) for v in vectors]
     if json_output:
-        _write_json(env, _json(engine, inputs, vectors, token_counts, used, normalize))
+        ident = model_json(resolved.name, model or settings.model)
+        _write_json(env, {**ident, **_json(inputs, vectors, token_counts, used, normalize)})
         return
     _show_matrix(env, inputs, vectors, used)
 
@@ -131,7 +133,6 @@ def _embed(
 
 
 def _json(
-    engine: Engine,
     inputs: list[str],
     vectors: list[np.ndarray],
     counts: list[int | None],
@@ -139,12 +140,16 @@ def _json(
     normalized: bool,
 ) -> dict[str, Any]:
     return {
-        "model": engine.model_name,
         "pooling": pooling,
         "normalized": normalized,
         "dimensions": int(vectors[0].shape[0]) if vectors else 0,
         "embeddings": [
-            {"index": i, "text": text, "tokens": counts[i], "embedding": vectors[i].tolist()}
+            {
+                "index": i,
+                "text": text,
+                "token_count": counts[i],
+                "embedding": vectors[i].tolist(),
+            }
             for i, text in enumerate(inputs)
         ],
     }

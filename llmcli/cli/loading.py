@@ -74,5 +74,5 @@ def load_engine(
 
 def load_token_level(
     flags: ModelFlags, settings: Settings, env: Environment
-) -> tuple[Engine, TokenLevel]:
+) -> tuple[Engine, TokenLevel, ResolvedModel]:
     return engines.load_token_level(flags, settings, env, offer_pull(env))

@@ -216,9 +216,10 @@ def load_token_level(
     settings: Settings,
     env: Environment,
     offer_pull: PullOffer | None = None,
-) -> tuple[Engine, TokenLevel]:
-    """An engine and its token-level view, or a usage error for one that has none."""
-    engine, _ = load_engine(flags, settings, env, offer_pull)
+) -> tuple[Engine, TokenLevel, ResolvedModel]:
+    """An engine, its token-level view and the model it runs, or a usage error for an
+    engine without token ids."""
+    engine, resolved = load_engine(flags, settings, env, offer_pull)
     tokens = engine.token_level()
     if tokens is None:
         engine.close()
@@ -226,4 +227,4 @@ def load_token_level(
             "this command needs a local model (llama.cpp), not a server",
             hint="pass -m PATH.gguf or a pulled model, without --base-url/--engine openai",
         )
-    return engine, tokens
+    return engine, tokens, resolved
