@@ -185,9 +185,9 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty save_ask system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty save_ask system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
         "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;

@@ -258,7 +258,7 @@ def check_models(environ: Mapping[str, str]) -> Check:
     models, problems = list_store_models()
     total = sum(size for _, size in models)
     details = {
-        "models": [{"name": name, "size": size} for name, size in models],
+        "models": [{"model": name, "file_size": size} for name, size in models],
         "problems": problems,
         "total_bytes": total,
     }

@@ -109,7 +109,7 @@ def test_doctor_lists_store_models_with_their_sizes() -> None:
     status, report = doctor_json()
     models = by_name(report)["models"]
     assert status == 0
-    assert models["details"]["models"] == [{"name": "someone/Tiny-GGUF:Q8_0", "size": 2048}]
+    assert models["details"]["models"] == [{"model": "someone/Tiny-GGUF:Q8_0", "file_size": 2048}]
     assert models["status"] == "warn" and "1 damaged" in models["summary"]
     assert "2.0 KiB" in models["summary"]
 

@@ -45,12 +45,11 @@ from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Sampling
 from llmcli.errors import UsageError
-from llmcli.render.json_out import dumps, write_json
+from llmcli.render.json_out import answer_json, dumps, write_json
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
 from llmcli.service.ask import (
     AskRequest,
-    answer_json,
     ask_prompt,
     build_messages,
     raise_for,
@@ -190,6 +189,8 @@ def ask(
     if each.active:  # many prompts at once: llmcli.service.each
         command = EachCommand(env, prompt or [], system, raw, json_output, stats, encoding_errors)
         return run_each_command(command, each, flags, settings, sampling)
+    if continued is None and settings.save_ask and not raw:  # history.save_ask: README
+        continued = ContinuedAsk(fresh=True)
     text = _read_prompt(env, prompt or [], encoding_errors, saved)
     engine, resolved = load_engine(flags, settings, env)
     show_notices(env, engine)
@@ -200,7 +201,7 @@ def ask(
     quiet = json_output or output.constrained  # collected, validated, printed at the end
     sink = _sink(env, sampling, show_probs, quiet, plain, settings.theme)
     result = run_ask(engine, request, ids, sampling, sink)
-    _report(env, result, output, (stats, json_output, logprobs), resolved.name)
+    _report(env, result, output, (stats, json_output, logprobs), (resolved.name, request.model_ref))
     raise_for(result)
 
 
@@ -252,16 +253,16 @@ def _report(
     result: TurnResult,
     output: OutputFormat,
     shown: tuple[bool, bool, int],
-    model_name: str,
+    model: tuple[str, str | None],
 ) -> None:
     """The stats line, and the answer's JSON (``--json``), or the validated structured
     answer alone (``--schema``/``--json-object``/``--grammar``) when it completed."""
     stats, json_output, logprobs = shown
     if output.constrained and not result.interrupted and result.stats.finish_reason != "error":
-        _report_structured(env, output, result, stats, json_output, model_name)
+        _report_structured(env, output, result, stats, json_output, model)
         return
     if json_output:
-        write_json(env.stdout, answer_json(model_name, result, logprobs))
+        write_json(env.stdout, answer_json(*model, result, logprobs))
     if stats:
         from llmcli.render.stats import format_stats
 
@@ -274,7 +275,7 @@ def _report_structured(
     result: TurnResult,
     stats: bool,
     json_output: bool,
-    model_name: str,
+    model: tuple[str, str | None],
 ) -> None:
     """The validated JSON alone on stdout; with --json, inside the usual object.
 
@@ -293,7 +294,7 @@ def _report_structured(
             raise
         failure, line = exc, ""
     if json_output:
-        data = answer_json(model_name, result, 0)
+        data = answer_json(*model, result, 0)
         data["value"] = json.loads(line) if line and output.schema is not None else None
         if failure is not None:
             data["error"] = failure.message

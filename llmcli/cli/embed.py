@@ -20,6 +20,7 @@ from llmcli.cli.loading import ModelFlags, load_embeddings
 from llmcli.cli.notices import notify
 from llmcli.context import Environment
 from llmcli.errors import UsageError
+from llmcli.render.json_out import model_json
 from llmcli.service.embed import Embedded, embed_texts
 from llmcli.session.inputs import read_stdin
 
@@ -71,7 +72,8 @@ def embed(
     inputs = _inputs(env, texts)
     flags = ModelFlags(model, ctx, gpu_layers, threads, verbose=verbose)
     flags.engine, flags.base_url = engine_name, base_url
-    engine, capability = load_embeddings(flags, _settings(env, model), env)
+    settings = _settings(env, model)
+    engine, capability, resolved = load_embeddings(flags, settings, env)
     try:
         for notice in engine.notices:
             notify(env, f"note: {notice}")
@@ -79,7 +81,8 @@ def embed(
     finally:
         engine.close()
     if json_output:
-        _write_json(env, _json(inputs, result))
+        ident = model_json(resolved.name, model or settings.model)
+        _write_json(env, {**ident, **_json(inputs, result)})
         return
     _show_matrix(env, inputs, result)
 
@@ -103,12 +106,16 @@ def _inputs(env: Environment, texts: list[str] | None) -> list[str]:
 def _json(inputs: list[str], result: Embedded) -> dict[str, Any]:
     vectors, counts = result.vectors, result.token_counts
     return {
-        "model": result.model_name,
         "pooling": result.pooling,
         "normalized": result.normalized,
         "dimensions": int(vectors[0].shape[0]) if vectors else 0,
         "embeddings": [
-            {"index": i, "text": text, "tokens": counts[i], "embedding": vectors[i].tolist()}
+            {
+                "index": i,
+                "text": text,
+                "token_count": counts[i],
+                "embedding": vectors[i].tolist(),
+            }
             for i, text in enumerate(inputs)
         ],
     }

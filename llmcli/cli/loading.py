@@ -75,11 +75,11 @@ def load_engine(
 
 def load_token_level(
     flags: ModelFlags, settings: Settings, env: Environment
-) -> tuple[Engine, TokenLevel]:
+) -> tuple[Engine, TokenLevel, ResolvedModel]:
     return engines.load_token_level(flags, settings, env, offer_pull(env))
 
 
 def load_embeddings(
     flags: ModelFlags, settings: Settings, env: Environment
-) -> tuple[Engine, Embeddings]:
+) -> tuple[Engine, Embeddings, ResolvedModel]:
     return engines.load_embeddings(flags, settings, env, offer_pull(env))

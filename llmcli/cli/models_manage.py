@@ -99,12 +99,12 @@ def list_models(
         return
     table = [("NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES")]
     for entry in entries:
-        size = entry.get("size")
+        size = entry.get("file_size")
         table.append(
             (
-                entry["name"],
+                entry["model"],
                 entry["source"],
-                entry.get("quant") or entry.get("file_type") or "-",
+                entry.get("quantization") or entry.get("file_type") or "-",
                 format_bytes(size) if size is not None else "-",
                 format_count(entry["parameters"]) if entry.get("parameters") else "-",
                 str(entry.get("context_length") or "-"),
@@ -153,7 +153,7 @@ def _file_json(path: Any, source: str) -> dict[str, Any]:
     from llmcli.store.gguf_header import GGUFError
 
     entry: dict[str, Any] = {
-        "name": path.name.removesuffix(".gguf"),
+        "model": path.name.removesuffix(".gguf"),
         "source": source,
         "aliases": [],
         "path": str(path),
@@ -163,8 +163,8 @@ def _file_json(path: Any, source: str) -> dict[str, Any]:
     except (GGUFError, OSError):
         return entry
     entry.update(
-        quant=header.file_type_name,
-        size=header.file_size,
+        quantization=header.file_type_name,
+        file_size=header.file_size,
         parameters=header.parameter_count,
         context_length=header.context_length,
         architecture=header.architecture,
@@ -183,19 +183,19 @@ def _alias_target_json(target: str) -> dict[str, Any]:
     except UsageError:
         hub = False
     source = "not pulled" if hub else "missing"
-    return {"name": target, "source": source, "aliases": [], "path": None}
+    return {"model": target, "source": source, "aliases": [], "path": None}
 
 
 def _model_json(model: StoredModel, aliases: list[str]) -> dict[str, Any]:
     man = model.manifest
     return {
-        "name": model.ref,
+        "model": model.ref,
         "source": "pulled",
         "aliases": aliases,
         "repo": man.repo,
-        "quant": man.quant,
+        "quantization": man.quant,
         "file_type": man.file_type,
-        "size": man.size,
+        "file_size": man.size,
         "parameters": man.parameters,
         "context_length": man.context_length,
         "architecture": man.architecture,

@@ -144,7 +144,8 @@ def show(cli: typer.Context, prompt_name: NameArg, json_output: opt.JsonOpt = Fa
     env = environment(cli)
     saved = load_prompt(prompt_name)
     if json_output:
-        _print_json(env, asdict(saved))
+        # the saved model is a reference as typed (resolved when used): "ref" (docs/json.md)
+        _print_json(env, {("ref" if k == "model" else k): v for k, v in asdict(saved).items()})
     else:
         env.stdout.write(saved.to_toml())
         env.stdout.flush()

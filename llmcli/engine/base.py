@@ -125,6 +125,8 @@ class TokenPiece:
     token_id: int
     logprob: float | None = None
     top: list[tuple[str, float]] | None = None
+    top_ids: list[int] | None = None
+    """The ids of ``top``'s tokens, in its order (``None`` from a server without ids)."""
 
 
 @dataclass

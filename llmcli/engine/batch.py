@@ -382,6 +382,7 @@ class BatchDecoder:
             token_id=token,
             logprob=float(dist[token]),
             top=[(self._engine.token_text(int(i)), float(dist[i])) for i in top],
+            top_ids=[int(i) for i in top],
         )
 
     def _finish(

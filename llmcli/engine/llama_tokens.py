@@ -123,6 +123,7 @@ class LlamaTokens:
             token_id=token,
             logprob=float(dist[token]),
             top=[(self.token_text(int(i)), float(dist[i])) for i in top],
+            top_ids=[int(i) for i in top],
         )
 
     def _last_logprobs(self) -> np.ndarray:

@@ -452,6 +452,7 @@ class ServedEngine:
                         token_id=frame["i"],
                         logprob=frame.get("l"),
                         top=[(t, float(lp)) for t, lp in frame["t"]] if frame.get("t") else None,
+                        top_ids=frame.get("ti"),
                     )
                     continue
                 ended = True

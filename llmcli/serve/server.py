@@ -399,6 +399,7 @@ class _Turn:
                 if piece.logprob is not None:
                     frame["l"] = piece.logprob
                     frame["t"] = piece.top
+                    frame["ti"] = piece.top_ids
                 if not self._send(frame):
                     break
         finally:

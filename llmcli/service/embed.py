@@ -24,7 +24,6 @@ SERVER_POOLING = "server"
 
 @dataclass(frozen=True)
 class Embedded:
-    model_name: str
     vectors: list[np.ndarray]
     token_counts: list[int | None]
     """Tokens per text as the model counts them; ``None`` where the engine has no tokenizer."""
@@ -56,4 +55,4 @@ def embed_texts(
         from llmcli.engine.embed import l2_normalize
 
         vectors = [l2_normalize(v) for v in vectors]
-    return Embedded(engine.model_name, vectors, counts, used, normalize)
+    return Embedded(vectors, counts, used, normalize)
