@@ -266,3 +266,20 @@ def test_presence_penalty_is_an_option_a_setting_and_a_request_field() -> None:
     assert [b["presence_penalty"] for b in bodies] == [1.5, 0.25]
     refused = run_cli("ask", "--base-url", "http://127.0.0.1:9/v1", "--presence-penalty", "3", "x")
     assert refused.returncode == 2 and b"presence-penalty" in refused.stderr
+
+
+def test_presence_penalty_end_to_end_on_the_local_model() -> None:
+    """The same knob through the real CLI and llama.cpp: the flag and LLMCLI_PRESENCE_PENALTY
+    change a repetitive answer (same seed), and the same flags give the same answer."""
+    prompt = "List the numbers: 1, 2, 1, 2, 1, 2,"
+    args = ("ask", "--raw", "--seed", "3", "-n", "24")
+
+    def answer(*extra: str, env: dict[str, str] | None = None) -> str:
+        result = run_cli(*args, *extra, prompt, env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        return result.stdout.decode()
+
+    plain = answer()
+    penalized = answer("--presence-penalty", "2")
+    assert plain == answer() and penalized != plain
+    assert answer(env={"LLMCLI_PRESENCE_PENALTY": "2"}) == penalized
