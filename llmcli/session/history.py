@@ -62,8 +62,7 @@ class ConversationInfo:
     title: str
 
     def to_dict(self) -> dict[str, Any]:
-        """``history list --json``'s object (docs/json.md): ``message_count`` is a count,
-        ``messages`` (``history show``) always a list."""
+        """``history list --json``'s object (docs/json.md): ``message_count`` is a count."""
         return {
             "id": self.id,
             "created": _iso(self.created),
