@@ -126,6 +126,20 @@ def test_embed_bad_pooling_and_nothing_to_embed_are_usage_errors() -> None:
     assert empty.returncode == ExitStatus.USAGE and b"nothing to embed" in empty.stderr
 
 
+def test_embed_with_keep_alive_runs_in_process_and_starts_no_server(llmcli_home: Path) -> None:
+    """Embeddings need the model's native handles: ``keep_alive`` does not send embed to
+    the engine server (which has none), and none is started."""
+    from tests.serve_helpers import kill_servers, server_pids, warm_env
+
+    try:
+        result = run_cli("embed", "--json", "a cat", env=warm_env(llmcli_home))
+        assert result.returncode == 0, result.stderr.decode()
+        assert json.loads(result.stdout)["embeddings"][0]["token_count"] > 0  # local: counted
+        assert server_pids(llmcli_home) == []
+    finally:
+        kill_servers(llmcli_home)
+
+
 def test_embed_remote_posts_v1_embeddings_in_input_order() -> None:
     with OpenAIStub() as stub:
         env = {"LLMCLI_BASE_URL": stub.url}
