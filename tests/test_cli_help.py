@@ -83,3 +83,12 @@ def test_bare_llmcli_prints_the_help_and_no_error() -> None:
     assert b"error" not in result.stderr
     group = run_cli("models")
     assert group.returncode == 0 and b"Usage: llmcli models" in group.stdout
+
+
+def test_the_real_cli_says_a_usage_error_in_one_line() -> None:
+    result = run_cli("ask", "--ctx", "0", "hi")
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode() == (
+        "llmcli: error: invalid value for --ctx: 0 is out of range (must be from 1 to "
+        "1073741824) (see 'llmcli ask --help')\n"
+    )

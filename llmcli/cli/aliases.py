@@ -24,7 +24,7 @@ def alias_help(target: str, func: Any) -> str:
     """``func``'s help, saying which command it is an alias of."""
     doc = (func.__doc__ or "").strip()
     first, _, rest = doc.partition("\n\n")
-    text = f"{first.rstrip('.')} (alias of 'llmcli {target}')."
+    text = f"{first.rstrip('.')}; an alias of 'llmcli {target}'."
     return f"{text}\n\n{rest}" if rest else text
 
 

@@ -128,6 +128,15 @@ class TokenPiece:
     top_ids: list[int] | None = None
     """The ids of ``top``'s tokens, in its order (``None`` from a server without ids)."""
 
+    @classmethod
+    def ranked(
+        cls, text: str, token_id: int, dist: Any, top: Any, token_text: Callable[[int], str]
+    ) -> TokenPiece:
+        """The token with its log-probability in ``dist`` and the ``top`` ids' alternatives."""
+        ids = [int(i) for i in top]
+        alternatives = [(token_text(i), float(dist[i])) for i in ids]
+        return cls(text, token_id, float(dist[token_id]), alternatives, ids)
+
 
 @dataclass
 class GenerationStats:
