@@ -5,8 +5,8 @@
 # The subcommands of a command path ('' is the top level).
 _llmcli_subcommands() {
     case "$1" in
-        "") echo "ask bench chat completion config detokenize doctor embed history lens models next prompts ps pull serve stop tokenize" ;;
-        "completion") echo "install" ;;
+        "") echo "ask bench chat completion config detokenize doctor embed history lens list models next prompts ps pull rm run serve show stop tokenize" ;;
+        "completion") echo "bash fish install zsh" ;;
         "config") echo "edit path set show unset" ;;
         "history") echo "list rm show" ;;
         "models") echo "alias list path rm show verify" ;;
@@ -17,26 +17,30 @@ _llmcli_subcommands() {
 # The options of a command path.
 _llmcli_options() {
     case "$1" in
-        "") echo "--version -h --help" ;;
-        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors --verbose --each-line --each-file --parallel -0 --null -h --help" ;;
-        "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json --verbose -h --help" ;;
-        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet --verbose -h --help" ;;
+        "") echo "-V --version -h --help" ;;
+        "ask") echo "-m --model -s --system -p --prompt -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop --raw -c --continue --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --json --schema --json-object --grammar --logprobs --stats --show-probs --plain --encoding-errors -v --verbose --each-line --each-file --parallel -0 --null -h --help" ;;
+        "bench") echo "-m --model -p --pp -n --tg -r --repetitions --threads -g --gpu-layers --json -v --verbose -h --help" ;;
+        "chat") echo "-m --model -s --system -t --temperature --top-p --top-k --min-p --repeat-penalty --presence-penalty --seed -n --max-tokens --greedy --stop -c --continue --resume --on-overflow --ctx -g --gpu-layers --threads --chat-template --chat-format --lora --engine --base-url --keep-alive --plain -q --quiet -v --verbose -h --help" ;;
         "completion") echo "-h --help" ;;
+        "completion bash") echo "-h --help" ;;
+        "completion fish") echo "-h --help" ;;
         "completion install") echo "--print -h --help" ;;
+        "completion zsh") echo "-h --help" ;;
         "config") echo "-h --help" ;;
         "config edit") echo "-h --help" ;;
         "config path") echo "-h --help" ;;
         "config set") echo "-h --help" ;;
         "config show") echo "-m --model --json -h --help" ;;
         "config unset") echo "-h --help" ;;
-        "detokenize") echo "-m --model --special --json --verbose -h --help" ;;
+        "detokenize") echo "-m --model --special --json -v --verbose -h --help" ;;
         "doctor") echo "--json -h --help" ;;
-        "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json --verbose -h --help" ;;
+        "embed") echo "-m --model --pooling --no-normalize --normalize --ctx -g --gpu-layers --threads --engine --base-url --json -v --verbose -h --help" ;;
         "history") echo "-h --help" ;;
         "history list") echo "-n --limit --json -h --help" ;;
         "history rm") echo "-y --yes --json -h --help" ;;
         "history show") echo "--json -h --help" ;;
-        "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json --verbose -h --help" ;;
+        "lens") echo "-m --model -s --system -k --top --raw --ctx -g --gpu-layers --threads --chat-template --chat-format --json -v --verbose -h --help" ;;
+        "list") echo "--json --remote -h --help" ;;
         "models") echo "-h --help" ;;
         "models alias") echo "-d --remove -h --help" ;;
         "models list") echo "--json --remote -h --help" ;;
@@ -44,7 +48,7 @@ _llmcli_options() {
         "models rm") echo "-y --yes -h --help" ;;
         "models show") echo "--anatomy --template --json --ctx -h --help" ;;
         "models verify") echo "-h --help" ;;
-        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive --verbose -h --help" ;;
+        "next") echo "-m --model -s --system -k --top --steps --raw --lora --ctx -g --gpu-layers --threads --chat-template --chat-format --json --keep-alive -v --verbose -h --help" ;;
         "prompts") echo "-h --help" ;;
         "prompts edit") echo "-h --help" ;;
         "prompts list") echo "--json -h --help" ;;
@@ -53,9 +57,12 @@ _llmcli_options() {
         "prompts show") echo "--json -h --help" ;;
         "ps") echo "--json -h --help" ;;
         "pull") echo "-l --list --ctx --wait -h --help" ;;
+        "rm") echo "-y --yes -h --help" ;;
+        "run") echo "-h --help" ;;
         "serve") echo "--keep-alive --max-ram --state-cache -h --help" ;;
+        "show") echo "--anatomy --template --json --ctx -h --help" ;;
         "stop") echo "-h --help" ;;
-        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive --verbose -h --help" ;;
+        "tokenize") echo "-m --model --ids --special --bos --no-bos --json --keep-alive -v --verbose -h --help" ;;
     esac
 }
 
@@ -135,6 +142,7 @@ _llmcli_option_value() {
         "lens|--threads") echo "text" ;;
         "lens|--chat-template") echo "file" ;;
         "lens|--chat-format") echo "choice chatml gemma llama-2 llama-3 phi-3" ;;
+        "list|--remote") echo "text" ;;
         "models list|--remote") echo "text" ;;
         "models show|--ctx") echo "text" ;;
         "next|-m"|"next|--model") echo "model" ;;
@@ -166,6 +174,7 @@ _llmcli_option_value() {
         "serve|--keep-alive") echo "text" ;;
         "serve|--max-ram") echo "text" ;;
         "serve|--state-cache") echo "text" ;;
+        "show|--ctx") echo "text" ;;
         "tokenize|-m"|"tokenize|--model") echo "model" ;;
         "tokenize|--keep-alive") echo "text" ;;
     esac
@@ -176,9 +185,9 @@ _llmcli_argument() {
     case "$1|$2" in
         "ask|"*) echo "text" ;;
         "completion install|0") echo "choice bash zsh fish" ;;
-        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config set|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty save_ask system temperature theme threads top_k top_p" ;;
         "config set|1") echo "text" ;;
-        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty system temperature theme threads top_k top_p" ;;
+        "config unset|0") echo "choice ctx gpu_layers keep_alive max_tokens min_p model presence_penalty repeat_penalty save_ask system temperature theme threads top_k top_p" ;;
         "detokenize|"*) echo "text" ;;
         "embed|"*) echo "text" ;;
         "history rm|"*) echo "text" ;;
@@ -197,6 +206,10 @@ _llmcli_argument() {
         "prompts save|1") echo "text" ;;
         "prompts show|0") echo "prompt" ;;
         "pull|0") echo "model" ;;
+        "rm|0") echo "model" ;;
+        "run|0") echo "model" ;;
+        "run|"*) echo "text" ;;
+        "show|0") echo "model" ;;
         "stop|0") echo "model" ;;
         "tokenize|"*) echo "text" ;;
     esac

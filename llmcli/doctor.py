@@ -24,6 +24,7 @@ from typing import Any
 
 from llmcli import __version__, paths
 from llmcli.errors import LlmcliError
+from llmcli.units import format_bytes
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 LOW_DISK_BYTES = 2 * 1024**3
@@ -224,7 +225,7 @@ def check_paths(environ: Mapping[str, str]) -> Check:
     writable = os.access(existing, os.W_OK)
     details["data_writable"] = writable
     summary = (
-        f"data {paths.data_dir()} ({format_size(usage.free)} free); "
+        f"data {paths.data_dir()} ({format_bytes(usage.free)} free); "
         f"config {found['config_file']}; history {found['history']}"
     )
     if not writable:
@@ -239,7 +240,7 @@ def check_paths(environ: Mapping[str, str]) -> Check:
         return Check(
             "paths",
             WARN,
-            summary + " (low: models need hundreds of MB to many GB)",
+            summary + " (low: models need hundreds of MiB to many GiB)",
             details,
             "free disk space, or set LLMCLI_HOME to a roomier disk",
         )
@@ -257,13 +258,13 @@ def check_models(environ: Mapping[str, str]) -> Check:
     models, problems = list_store_models()
     total = sum(size for _, size in models)
     details = {
-        "models": [{"name": name, "size": size} for name, size in models],
+        "models": [{"model": name, "file_size": size} for name, size in models],
         "problems": problems,
         "total_bytes": total,
     }
-    summary = f"{len(models)} in the store ({format_size(total)})" if models else "store empty"
+    summary = f"{len(models)} in the store ({format_bytes(total)})" if models else "store empty"
     if models:
-        summary += ": " + ", ".join(f"{name} {format_size(size)}" for name, size in models)
+        summary += ": " + ", ".join(f"{name} {format_bytes(size)}" for name, size in models)
     if problems:
         return Check(
             "models",
@@ -303,7 +304,7 @@ def check_bundled(environ: Mapping[str, str]) -> Check:
     return Check(
         "bundled model",
         OK,
-        f"{path.name} ({format_size(size)})",
+        f"{path.name} ({format_bytes(size)})",
         {"path": str(path), "size": size},
     )
 
@@ -335,15 +336,3 @@ def check_hub(environ: Mapping[str, str], *, timeout: float = HUB_TIMEOUT_S) -> 
     if status >= 500:
         return Check("hub", WARN, f"{endpoint} answers with HTTP {status}", details)
     return Check("hub", OK, f"{endpoint} answers (HTTP {status})", details)
-
-
-def format_size(size: int) -> str:
-    """Decimal units, as disks and the Hub count them."""
-    if size < 1000:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            break
-    return f"{value:.1f} {unit}"

@@ -242,7 +242,7 @@ def test_ctrl_r_then_enter_sends_the_line_it_found() -> None:
 
 
 def test_set_without_a_value_shows_it_and_save_without_a_name_says_where() -> None:
-    chat = Chat("--greedy", "--max-tokens", "4", "--quiet", "-t", "0.3")
+    chat = Chat("--max-tokens", "4", "--quiet", "-t", "0.3")
     assert b"temperature = 0.3" in chat.command("/set temperature")
     assert b"max_tokens = 4" in chat.command("/set max_tokens")
     chat.send("Hello.")

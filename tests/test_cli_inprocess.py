@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from llmcli.cli.app import run
 from llmcli.context import Environment
 from llmcli.engine.fake import FakeEngine
@@ -85,3 +87,23 @@ def test_the_same_environment_reaches_every_command() -> None:
     env = _env(FakeEngine())
     assert run(["config", "path"], env=env) == 0
     assert env.stdout.getvalue().strip().endswith("config.toml")  # type: ignore[attr-defined]
+
+
+def test_embed_loads_in_process_and_refuses_an_engine_without_embeddings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The engine choice is the service's (load_embeddings): a local model is loaded in
+    this process whatever keep_alive says; an engine with no embeddings is a usage error."""
+    engine = FakeEngine()
+    seen: list[Any] = []
+
+    def load(flags: Any, settings: Any) -> tuple[FakeEngine, ResolvedModel]:
+        seen.append(flags.keep_alive)
+        return engine, ResolvedModel(path=Path(), name=engine.model_name, source="fake")
+
+    env = _env(engine)
+    env.engine_loader = load
+    env.environ["LLMCLI_KEEP_ALIVE"] = "5m"
+    assert run(["embed", "a", "b"], env=env) == ExitStatus.USAGE
+    assert seen == ["0"]
+    assert "gives no embeddings here" in capsys.readouterr().err  # the process's error line

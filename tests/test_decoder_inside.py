@@ -33,11 +33,11 @@ def lens_raw() -> dict:
 def test_lens_last_row_equals_next_top1_and_its_probability(lens_raw: dict) -> None:
     nxt = cli_json("next", "--raw", "--top", "3", PROMPT)
     expected = nxt["steps"][0]["candidates"]
-    last = lens_raw["layers"][-1]
+    last = lens_raw["blocks"][-1]
     assert [t["id"] for t in last["top"]] == [c["id"] for c in expected]
     assert last["top"][0]["prob"] == pytest.approx(expected[0]["prob"], rel=1e-9, abs=1e-12)
     assert last["final_rank"] == 1 and last["source"] == "llama.cpp logits"
-    assert lens_raw["final"]["id"] == expected[0]["id"] and lens_raw["final"]["token"] == " Paris"
+    assert lens_raw["final"]["id"] == expected[0]["id"] and lens_raw["final"]["text"] == " Paris"
 
 
 def test_lens_has_one_row_per_block_through_the_models_own_head(
@@ -46,8 +46,8 @@ def test_lens_has_one_row_per_block_through_the_models_own_head(
     from llmcli.store.gguf import read_gguf
 
     blocks = read_gguf(model_path).block_count
-    layers = lens_raw["layers"]
-    assert [row["layer"] for row in layers] == list(range(blocks))
+    layers = lens_raw["blocks"]
+    assert [row["block"] for row in layers] == list(range(blocks))
     assert all(row["source"] == "output norm + LM head" for row in layers[:-1])
     for row in layers:
         probs = [t["prob"] for t in row["top"]]
@@ -63,8 +63,8 @@ def test_lens_has_one_row_per_block_through_the_models_own_head(
 def test_lens_chat_template_row_matches_next_and_table_in_a_pipe() -> None:
     nxt = cli_json("next", "--top", "1", "Hi")
     lens = cli_json("lens", "Hi")
-    assert lens["layers"][-1]["top"][0]["id"] == nxt["steps"][0]["candidates"][0]["id"]
-    assert lens["layers"][-1]["top"][0]["prob"] == pytest.approx(
+    assert lens["blocks"][-1]["top"][0]["id"] == nxt["steps"][0]["candidates"][0]["id"]
+    assert lens["blocks"][-1]["top"][0]["prob"] == pytest.approx(
         nxt["steps"][0]["candidates"][0]["prob"], rel=1e-9
     )
     table = run_cli("lens", "--raw", PROMPT)
@@ -101,7 +101,7 @@ def test_embed_identical_texts_have_cosine_one_and_different_texts_differ(poolin
     assert data["pooling"] == pooling and data["dimensions"] == 576 == a.shape[0]
     assert _cos(a, b) == pytest.approx(1.0, abs=1e-9)
     assert _cos(a, c) < 0.999
-    assert data["embeddings"][0]["tokens"] == 3
+    assert data["embeddings"][0]["token_count"] == 3
 
 
 def test_embed_reads_stdin_lines_and_normalizes_by_default() -> None:
@@ -124,6 +124,20 @@ def test_embed_bad_pooling_and_nothing_to_embed_are_usage_errors() -> None:
     assert bad.returncode == ExitStatus.USAGE and b"mean, last or cls" in bad.stderr
     empty = run_cli("embed", input="")
     assert empty.returncode == ExitStatus.USAGE and b"nothing to embed" in empty.stderr
+
+
+def test_embed_with_keep_alive_runs_in_process_and_starts_no_server(llmcli_home: Path) -> None:
+    """Embeddings need the model's native handles: ``keep_alive`` does not send embed to
+    the engine server (which has none), and none is started."""
+    from tests.serve_helpers import kill_servers, server_pids, warm_env
+
+    try:
+        result = run_cli("embed", "--json", "a cat", env=warm_env(llmcli_home))
+        assert result.returncode == 0, result.stderr.decode()
+        assert json.loads(result.stdout)["embeddings"][0]["token_count"] > 0  # local: counted
+        assert server_pids(llmcli_home) == []
+    finally:
+        kill_servers(llmcli_home)
 
 
 def test_embed_remote_posts_v1_embeddings_in_input_order() -> None:
@@ -150,8 +164,9 @@ def test_embed_remote_posts_v1_embeddings_in_input_order() -> None:
 
 BENCH_FIELDS = {
     "model",
-    "model_path",
-    "model_size",
+    "ref",
+    "path",
+    "file_size",
     "parameters",
     "quantization",
     "backend",

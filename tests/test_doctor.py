@@ -14,7 +14,6 @@ import llama_cpp
 import pytest
 
 from llmcli import paths
-from llmcli.doctor import format_size
 from llmcli.engine.diagnostics import (
     backends_from_libraries,
     backends_from_system_info,
@@ -110,9 +109,9 @@ def test_doctor_lists_store_models_with_their_sizes() -> None:
     status, report = doctor_json()
     models = by_name(report)["models"]
     assert status == 0
-    assert models["details"]["models"] == [{"name": "someone/Tiny-GGUF:Q8_0", "size": 2048}]
+    assert models["details"]["models"] == [{"model": "someone/Tiny-GGUF:Q8_0", "file_size": 2048}]
     assert models["status"] == "warn" and "1 damaged" in models["summary"]
-    assert "2.0 KB" in models["summary"]
+    assert "2.0 KiB" in models["summary"]
 
 
 def _manifest(ref: str, name: str, size: int) -> Manifest:
@@ -213,11 +212,3 @@ def test_reinstall_commands_per_backend() -> None:
     assert "CMAKE_ARGS" not in reinstall_command(None, "0.3.36")
     assert suggested_gpu_backends("Darwin", "arm64") == ["Metal"]
     assert "CUDA" in suggested_gpu_backends("Linux", "x86_64")
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [(0, "0 B"), (999, "999 B"), (1000, "1.0 KB"), (98_400_000, "98.4 MB"), (5 * 10**12, "5.0 TB")],
-)
-def test_format_size(size: int, text: str) -> None:
-    assert format_size(size) == text

@@ -128,6 +128,6 @@ def test_pull_list_estimates_every_quant_from_the_smallest_files_header(
     # Same numbers as `models show` on the file itself.
     shown = run_cli("models", "show", str(local), "--ctx", "2048", "--json")
     memory = json.loads(shown.stdout)["memory"]
-    from llmcli.render.fit import format_mem
+    from llmcli.units import format_bytes
 
-    assert format_mem(memory["total"] - memory["weights"] + len(small)) in rows["Q4_K_M"]
+    assert format_bytes(memory["total"] - memory["weights"] + len(small)) in rows["Q4_K_M"]

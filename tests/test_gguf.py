@@ -12,7 +12,8 @@ import pytest
 import llmcli.store.gguf as gguf_module
 from llmcli.errors import ModelNotFound
 from llmcli.store.anatomy import as_dict, build_anatomy
-from llmcli.store.gguf import GGUFError, GGUFFile, TensorInfo, check_model_file, read_gguf
+from llmcli.store.gguf import check_model_file, read_gguf
+from llmcli.store.gguf_header import GGUFError, GGUFFile, TensorInfo
 from llmcli.store.model_summary import summary
 from tests import gguf_factory as gf
 

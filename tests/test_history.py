@@ -147,7 +147,7 @@ def test_history_cli_list_show_rm() -> None:
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["id"] for r in rows] == [second, first]
-    assert rows[1]["title"] == "What is 2+2?" and rows[1]["messages"] == 2
+    assert rows[1]["title"] == "What is 2+2?" and rows[1]["message_count"] == 2
 
     plain = run_cli("history", "list")
     assert plain.stdout.decode().splitlines()[0].startswith(f"{second}\t")

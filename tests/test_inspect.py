@@ -56,11 +56,11 @@ def test_tokenize_ids_equal_llama_cpp_and_detokenize_round_trips(text: str, voca
 def test_tokenize_argument_words_are_joined_and_json_describes_each_token(vocab) -> None:
     data = cli_json("tokenize", "What", "is", "the", "best", "way", "to", "learn", "music?")
     assert data["ids"] == vocab.tokenize(LECTURE_PROMPT.encode(), add_bos=True)
-    assert data["count"] == len(data["ids"]) == 9
+    assert data["token_count"] == len(data["ids"]) == 9
     assert data["bos_added"] is False and data["eos_added"] is False  # SmolLM2 adds neither
     assert [t["position"] for t in data["tokens"]] == list(range(9))
-    assert "".join(t["piece"] for t in data["tokens"]) == LECTURE_PROMPT
-    assert data["tokens"][1] == {"position": 1, "id": 314, "piece": " is", "bytes": "206973"}
+    assert "".join(t["text"] for t in data["tokens"]) == LECTURE_PROMPT
+    assert data["tokens"][1] == {"position": 1, "id": 314, "text": " is", "bytes": "206973"}
 
 
 def test_tokenize_table_makes_whitespace_visible_and_marks_split_characters() -> None:
@@ -87,7 +87,7 @@ def test_emoji_split_across_tokens_shows_its_bytes(vocab) -> None:
 def test_special_flag_parses_control_tokens() -> None:
     plain = cli_json("tokenize", "<|im_start|>user")
     special = cli_json("tokenize", "--special", "<|im_start|>user")
-    assert special["ids"][0] == 1 and special["tokens"][0]["piece"] == "<|im_start|>"
+    assert special["ids"][0] == 1 and special["tokens"][0]["text"] == "<|im_start|>"
     assert len(plain["ids"]) > len(special["ids"])
     out = run_cli("tokenize", "--special", "<|im_start|>user").stdout.decode()
     assert "<|im_start|>" in out
@@ -141,7 +141,7 @@ def test_next_top5_is_a_sorted_distribution_whose_argmax_ask_picks(raw: bool) ->
     assert [c["argmax"] for c in candidates] == [True, False, False, False, False]
 
     answer = ask_json(*mode, "--max-tokens", "1", "--logprobs", "5", prompt)
-    assert data["text"] == answer["text"] == candidates[0]["token"]
+    assert data["text"] == answer["text"] == candidates[0]["text"]
     # ask's per-token log-probabilities come from the same softmax over the logits
     first = answer["tokens"][0]
     assert first["id"] == candidates[0]["id"]
@@ -175,7 +175,7 @@ def test_next_stops_where_greedy_ask_stops() -> None:
     assert len(data["steps"]) == answer["stats"]["generated_tokens"] + 1
     last = data["steps"][-1]
     assert last["end_of_generation"] is True
-    assert last["chosen"]["token"] == "<|im_end|>"
+    assert last["chosen"]["text"] == "<|im_end|>"
 
 
 def test_next_table_in_a_pipe_marks_the_argmax_without_escape_codes() -> None:

@@ -67,7 +67,7 @@ def test_list_empty_store_shows_the_bundled_model_and_alias_targets(
     run_llmcli("models", "alias", "tiny", str(model_path))
     run_llmcli("models", "alias", "later", "acme/other-GGUF:Q8_0")
     run_llmcli("models", "alias", "gone", str(tmp_path / "gone.gguf"))
-    entries = {str(e["name"]): e for e in everything()}
+    entries = {str(e["model"]): e for e in everything()}
     assert entries[model_path.stem]["source"] == "bundled"
     assert entries[model_path.stem]["aliases"] == ["tiny"]  # the same file: one row
     assert entries[model_path.stem]["context_length"] == 8192
@@ -85,14 +85,14 @@ def test_list_shows_name_quant_size_params_context(pulled: dict[str, Path]) -> N
     assert header.split() == ["NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES"]
     pulled_rows = [row for row in rows if row.split()[1] == "pulled"]
     assert [row.split()[0] for row in pulled_rows] == sorted(pulled)
-    assert all("2048" in row and "MB" in row for row in pulled_rows)
+    assert all("2048" in row and "MiB" in row for row in pulled_rows)
     entries = listed()
-    assert {e["name"] for e in entries} == set(pulled)
+    assert {e["model"] for e in entries} == set(pulled)
     for entry in entries:
-        assert entry["path"] == str(pulled[str(entry["name"])])
+        assert entry["path"] == str(pulled[str(entry["model"])])
         assert entry["context_length"] == 2048
         assert isinstance(entry["parameters"], int) and entry["parameters"] > 0
-        assert entry["size"] == pulled[str(entry["name"])].stat().st_size
+        assert entry["file_size"] == pulled[str(entry["model"])].stat().st_size
 
 
 def test_list_imports_neither_llama_cpp_nor_huggingface_hub(pulled: dict[str, Path]) -> None:
@@ -116,7 +116,7 @@ def test_corrupted_manifest_is_named_and_skipped(hub: FakeHub, pulled: dict[str,
     assert result.returncode == 0, result.stderr
     assert str(broken) in result.stderr and "corrupted manifest" in result.stderr
     assert f"{REPO}:Q4_K_M" in result.stdout and f"{REPO}:Q8_0" not in result.stdout
-    assert [e["name"] for e in listed()] == [f"{REPO}:Q4_K_M"]
+    assert [e["model"] for e in listed()] == [f"{REPO}:Q4_K_M"]
     # using it names the file, exit 65; the healthy one still works
     path = run_llmcli("models", "path", f"{REPO}:Q8_0")
     assert path.returncode == 65 and str(broken) in path.stderr
@@ -152,7 +152,7 @@ def test_rm_yes_removes(pulled: dict[str, Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "removed" in result.stderr
     assert not pulled[f"{REPO}:Q8_0"].parent.exists()
-    assert [e["name"] for e in listed()] == [f"{REPO}:Q4_K_M"]
+    assert [e["model"] for e in listed()] == [f"{REPO}:Q4_K_M"]
     again = run_llmcli("models", "rm", f"{REPO}:Q8_0", "--yes")
     assert again.returncode == 1 and "not in the store" in again.stderr
 
@@ -203,7 +203,7 @@ def test_alias_to_a_hub_ref_and_a_file(
     made = run_llmcli("models", "alias", "smol", f"{REPO}:q8_0")
     assert made.returncode == 0, made.stderr
     assert run_llmcli("models", "path", "smol").stdout.strip() == str(pulled[f"{REPO}:Q8_0"])
-    (entry,) = [e for e in listed() if e["name"] == f"{REPO}:Q8_0"]
+    (entry,) = [e for e in listed() if e["model"] == f"{REPO}:Q8_0"]
     assert entry["aliases"] == ["smol"]
     assert "smol" in run_llmcli("models", "list").stdout
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from llmcli.cli.app import app
 from llmcli.errors import UsageError
-from llmcli.store.gguf import GGUFError, read_gguf
+from llmcli.store.gguf import read_gguf
+from llmcli.store.gguf_header import GGUFError
 from tests import gguf_factory as gf
 from tests.conftest import run_cli
 

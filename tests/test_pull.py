@@ -96,7 +96,7 @@ def test_pull_by_quant_is_case_insensitive(tiny_repo: FakeHub) -> None:
     assert Path(result.stdout.strip()).name == "tiny-Q8_0.gguf"
     assert tiny_repo.served(REPO, "tiny-Q8_0.gguf") == tiny_repo.file(REPO, "tiny-Q8_0.gguf").size
     assert tiny_repo.served(REPO, "tiny-Q4_K_M.gguf") == 0
-    assert [m["name"] for m in models_json()] == [f"{REPO}:Q8_0"]
+    assert [m["model"] for m in models_json()] == [f"{REPO}:Q8_0"]
 
 
 def test_pull_by_file_in_a_folder(tiny_repo: FakeHub) -> None:
@@ -105,7 +105,7 @@ def test_pull_by_file_in_a_folder(tiny_repo: FakeHub) -> None:
     path = Path(result.stdout.strip())
     assert path.read_bytes() == tiny_repo.file(REPO, "sub/tiny-special.gguf").data
     (entry,) = models_json()
-    assert entry["name"] == f"{REPO}/sub/tiny-special.gguf"
+    assert entry["model"] == f"{REPO}/sub/tiny-special.gguf"
     listed = run_llmcli("models", "path", f"{REPO}/sub/tiny-special.gguf")
     assert listed.stdout.strip() == str(path)
 
@@ -122,7 +122,7 @@ def test_list_shows_quant_size_file(tiny_repo: FakeHub, blobs: dict[str, bytes])
     )
     (split_line,) = [line for line in lines if "big-Q8_0" in line]
     assert "big-Q8_0-00001-of-00003.gguf (+2 parts)" in split_line and "Q8_0" in split_line
-    assert "MB" in result.stdout or "kB" in result.stdout
+    assert "MiB" in result.stdout or "KiB" in result.stdout
     # Listing reads one GGUF header for the memory estimate (all of a file this small),
     # from one file only: never a model download (tests/test_fit.py checks a large file).
     assert len([n for n in tiny_repo.bytes_served.values() if n]) <= 1
@@ -149,8 +149,8 @@ def test_split_model_pulls_every_part(hub: FakeHub) -> None:
         assert (first.parent / name).read_bytes() == data
         assert hub.served(REPO, name) == len(data)
     (entry,) = models_json()
-    assert entry["name"] == f"{REPO}:Q8_0"
-    assert entry["size"] == sum(len(d) for d in parts.values())
+    assert entry["model"] == f"{REPO}:Q8_0"
+    assert entry["file_size"] == sum(len(d) for d in parts.values())
     assert len(entry["files"]) == 3  # type: ignore[arg-type]
     assert entry["context_length"] == 4096
 
@@ -163,7 +163,7 @@ def test_revision_suffix(tiny_repo: FakeHub, blobs: dict[str, bytes]) -> None:
     assert path.read_bytes() == blobs["v1"]
     (entry,) = models_json()
     assert entry["revision"] == "v1" and entry["commit"] == commit
-    assert entry["name"] == f"{REPO}:Q4_K_M@v1"
+    assert entry["model"] == f"{REPO}:Q4_K_M@v1"
     # the default branch is another model; the revision's copy is found by its ref
     assert run_llmcli("models", "path", f"{REPO}@v1").stdout.strip() == str(path)
     assert run_llmcli("models", "path", f"{REPO}:q4_k_m@{commit[:10]}").stdout.strip() == str(path)
@@ -299,7 +299,7 @@ def test_terminal_gets_a_progress_bar(tiny_repo: FakeHub) -> None:
     output = child.before.decode("utf-8", "replace")
     assert child.exitstatus == 0, output
     assert "━" in output  # Rich's bar
-    assert "MB" in output and "tiny-Q4_K_M.gguf" in output
+    assert "MiB" in output and "tiny-Q4_K_M.gguf" in output
 
 
 def test_commands_are_registered_in_the_app(hub: FakeHub) -> None:

@@ -120,7 +120,7 @@ def test_models_list_remote_shows_the_servers_model(server: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert [m["id"] for m in json.loads(result.stdout)] == [ALIAS]
+    assert [m["model"] for m in json.loads(result.stdout)] == [ALIAS]
 
 
 def test_greedy_chat_through_the_server_equals_the_local_engine(server: str) -> None:
@@ -158,7 +158,7 @@ def test_json_usage_logprobs_and_finish_reason(server: str) -> None:
     for mine, theirs in zip(here["tokens"], there["tokens"], strict=True):
         assert theirs["id"] is None  # servers send no token ids
         assert theirs["logprob"] == pytest.approx(mine["logprob"], abs=1e-3)
-        assert [t["token"] for t in theirs["top"]] == [t["token"] for t in mine["top"]]
+        assert [t["text"] for t in theirs["top"]] == [t["text"] for t in mine["top"]]
 
 
 def test_stop_sequence_through_the_server(server: str) -> None:

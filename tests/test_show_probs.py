@@ -114,10 +114,13 @@ def test_no_color_in_a_terminal_prints_plain_text_and_says_why() -> None:
     assert "NO_COLOR" in err
 
 
-def test_json_is_unchanged_by_show_probs() -> None:
+def test_show_probs_with_json_is_a_usage_error() -> None:
+    """A flag with no effect is refused (README: one rule), before the model loads."""
     result = run_cli("ask", "--greedy", "--max-tokens", "3", "--json", "--show-probs", "Hi")
-    data = json.loads(result.stdout)
-    assert "tokens" not in data and data["text"]
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode() == (
+        "llmcli: error: --show-probs has no effect with --json (drop --show-probs)\n"
+    )
 
 
 def test_prob_style_bands() -> None:

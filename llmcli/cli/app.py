@@ -14,13 +14,14 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn, get_args
 
 import typer
 
 from llmcli.cli import (
+    aliases,
     ask,
     bench,
     chat,
@@ -39,65 +40,96 @@ from llmcli.cli import (
     warm,
 )
 from llmcli.cli.base import new_app, new_group
+from llmcli.cli.helpfmt import Command
+from llmcli.cli.usage import is_bare_help, usage_line
 from llmcli.context import Environment
 from llmcli.errors import ExitStatus, LlmcliError, Terminated
 
 PROG = "llmcli"
+GENERATE = "Generate"
+ALIASES = "Aliases"
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 """Write errors that no command handled itself, e.g. stdout on a full disk (``> /dev/full``)."""
 
 
+def _add(
+    target: typer.Typer,
+    func: Callable[..., Any],
+    name: str | None = None,
+    panel: str | None = None,
+    hidden: bool = False,
+    **settings: Any,
+) -> None:
+    """Register one command, built from :class:`~llmcli.cli.helpfmt.Command` (readable help)."""
+    target.command(name, cls=Command, rich_help_panel=panel, hidden=hidden, **settings)(func)
+
+
+def _register_aliases(app: typer.Typer) -> None:
+    """The names ollama users type (``run``, ``list``, ``show``, ``rm``), in their own panel."""
+    _add(app, aliases.run, "run", panel=ALIASES, context_settings=aliases.RUN_CONTEXT)
+    for name, target, func in (
+        ("list", "models list", models_manage.list_models),
+        ("show", "models show", models_show.show),
+        ("rm", "models rm", models_manage.remove),
+    ):
+        _add(app, func, name, panel=ALIASES, help=aliases.alias_help(target, func))
+
+
 def _register_commands(app: typer.Typer) -> None:
-    app.command(rich_help_panel="Generate")(ask.ask)
-    app.command(rich_help_panel=inspect.INSPECT)(inspect.tokenize)
-    app.command(rich_help_panel=inspect.INSPECT)(inspect.detokenize)
-    app.command("next", rich_help_panel=inspect.INSPECT)(next_token.next_token)
-    app.command(rich_help_panel=inspect.INSPECT)(bench.bench)
-    app.command(rich_help_panel="Generate")(chat.chat)
-    app.command(rich_help_panel="Setup")(doctor.doctor)
-    app.command(rich_help_panel=inspect.INSPECT)(embed.embed)
-    app.command(rich_help_panel=inspect.INSPECT)(lens.lens)
-    app.command("pull", rich_help_panel="Models")(pull.pull)
-    app.command(rich_help_panel=warm.SERVER)(warm.serve)
-    app.command(rich_help_panel=warm.SERVER)(warm.ps)
-    app.command(rich_help_panel=warm.SERVER)(warm.stop)
+    _add(app, ask.ask, panel=GENERATE)
+    _add(app, inspect.tokenize, panel=inspect.INSPECT)
+    _add(app, inspect.detokenize, panel=inspect.INSPECT)
+    _add(app, next_token.next_token, "next", panel=inspect.INSPECT)
+    _add(app, bench.bench, panel=inspect.INSPECT)
+    _add(app, chat.chat, panel=GENERATE)
+    _add(app, doctor.doctor, panel="Setup")
+    _add(app, embed.embed, panel=inspect.INSPECT)
+    _add(app, lens.lens, panel=inspect.INSPECT)
+    _add(app, pull.pull, "pull", panel="Models")
+    _add(app, warm.serve, panel=warm.SERVER)
+    _add(app, warm.ps, panel=warm.SERVER)
+    _add(app, warm.stop, panel=warm.SERVER)
 
 
 def _register_groups(app: typer.Typer) -> None:
     shell = new_group(
-        "completion", "Shell completion for bash, zsh and fish (commands, options, model names)."
+        "completion",
+        "Shell completion for bash, zsh and fish: 'llmcli completion bash' prints the script, "
+        "'install' puts it where the shell looks (commands, options, model names).",
     )
-    shell.command("install")(completion.install)
-    shell.command("models", hidden=True)(completion.models)
-    shell.command("prompts", hidden=True)(completion.prompts)
+    for shell_name in get_args(completion.Shell):
+        _add(shell, aliases.completion_script(shell_name), shell_name)
+    _add(shell, completion.install, "install")
+    _add(shell, completion.models, "models", hidden=True)
+    _add(shell, completion.prompts, "prompts", hidden=True)
     app.add_typer(shell, name="completion", rich_help_panel="Setup")
 
     config = new_group(
         "config", "Show and change settings (the TOML config file and LLMCLI_* variables)."
     )
-    config.command("path")(config_cmd.path_cmd)
-    config.command("show")(config_cmd.show)
-    config.command("set")(config_cmd.set_cmd)
-    config.command("unset")(config_cmd.unset_cmd)
-    config.command("edit")(config_cmd.edit)
+    _add(config, config_cmd.path_cmd, "path")
+    _add(config, config_cmd.show, "show")
+    _add(config, config_cmd.set_cmd, "set")
+    _add(config, config_cmd.unset_cmd, "unset")
+    _add(config, config_cmd.edit, "edit")
     app.add_typer(config, name="config", rich_help_panel="Setup")
 
     saved = new_group(
         "history",
         "List, show and remove saved conversations (resume one with 'llmcli chat --resume ID').",
     )
-    saved.command("list")(history.history_list)
-    saved.command("show")(history.history_show)
-    saved.command("rm")(history.history_rm)
+    _add(saved, history.history_list, "list")
+    _add(saved, history.history_show, "show")
+    _add(saved, history.history_rm, "rm")
     app.add_typer(saved, name="history")
 
     models = new_group("models", "List, inspect and remove models in the local store.")
-    models.command("list")(models_manage.list_models)
-    models.command("rm")(models_manage.remove)
-    models.command("path")(models_manage.path)
-    models.command("alias")(models_manage.alias)
-    models.command("verify")(models_manage.verify)
-    models.command("show")(models_show.show)
+    _add(models, models_manage.list_models, "list")
+    _add(models, models_manage.remove, "rm")
+    _add(models, models_manage.path, "path")
+    _add(models, models_manage.alias, "alias")
+    _add(models, models_manage.verify, "verify")
+    _add(models, models_show.show, "show")
     app.add_typer(models, name="models")
 
     saved_prompts = new_group(
@@ -105,12 +137,12 @@ def _register_groups(app: typer.Typer) -> None:
         "Save and reuse prompts: system prompt, prompt text with {input}/$1 placeholders, "
         "model, sampling and schema ('llmcli ask -p NAME').",
     )
-    saved_prompts.command("save")(prompts.save)
-    saved_prompts.command("list")(prompts.list_cmd)
-    saved_prompts.command("show")(prompts.show)
-    saved_prompts.command("rm")(prompts.remove)
-    saved_prompts.command("edit")(prompts.edit)
-    app.add_typer(saved_prompts, name="prompts", rich_help_panel="Generate")
+    _add(saved_prompts, prompts.save, "save")
+    _add(saved_prompts, prompts.list_cmd, "list")
+    _add(saved_prompts, prompts.show, "show")
+    _add(saved_prompts, prompts.remove, "rm")
+    _add(saved_prompts, prompts.edit, "edit")
+    app.add_typer(saved_prompts, name="prompts", rich_help_panel=GENERATE)
 
 
 def build_app() -> typer.Typer:
@@ -118,6 +150,7 @@ def build_app() -> typer.Typer:
     app = new_app()
     _register_commands(app)
     _register_groups(app)
+    _register_aliases(app)
     return app
 
 
@@ -172,8 +205,9 @@ def run(argv: Sequence[str] | None = None, env: Environment | None = None) -> in
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # Click's usage errors, bundled in Typer
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _error_line(f"{message} (see '{PROG} --help')")
+        if is_bare_help(exc):  # `llmcli`, `llmcli models`: the help is the answer
+            return ExitStatus.OK
+        _error_line(usage_line(exc, PROG))
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         return ExitStatus.INTERRUPTED

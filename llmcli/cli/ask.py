@@ -26,6 +26,7 @@ from llmcli.cli.each import (
 )
 from llmcli.cli.knob_options import KNOB_OPTIONS, KnobFlags, sampling_options
 from llmcli.cli.loading import ModelFlags, build_sampling, load_engine, parse_loras
+from llmcli.cli.noeffect import check_answer_output, check_raw_system
 from llmcli.cli.notices import notify, show_notices
 from llmcli.cli.structured_flags import (
     GrammarOpt,
@@ -44,13 +45,12 @@ from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Sampling
 from llmcli.errors import UsageError
-from llmcli.render.json_out import dumps, terminal_safe, write_json
+from llmcli.render.json_out import answer_json, dumps, terminal_safe, write_json
 from llmcli.render.sanitize import visible
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
 from llmcli.service.ask import (
     AskRequest,
-    answer_json,
     ask_prompt,
     build_messages,
     raise_for,
@@ -122,7 +122,7 @@ def ask(
     engine_name: opt.EngineOpt = None,
     base_url: opt.BaseUrlOpt = None,
     keep_alive: opt.KeepAliveOpt = None,
-    json_output: opt.JsonOpt = False,
+    json_output: opt.AnswerJsonOpt = False,
     schema: SchemaOpt = None,
     json_object: JsonObjectOpt = False,
     grammar: GrammarOpt = None,
@@ -170,6 +170,7 @@ def ask(
     """
     env = environment(cli)
     _check_flags(encoding_errors, raw=raw, system=system, continued=continue_conversation)
+    check_answer_output(json_output=json_output, logprobs=logprobs, show_probs=show_probs)
     saved = load_saved(prompt_name)
     output = resolve_output(OutputFlags(schema, json_object, grammar), saved)
     if saved is not None:
@@ -189,6 +190,8 @@ def ask(
     if each.active:  # many prompts at once: llmcli.service.each
         command = EachCommand(env, prompt or [], system, raw, json_output, stats, encoding_errors)
         return run_each_command(command, each, flags, settings, sampling)
+    if continued is None and settings.save_ask and not raw:  # history.save_ask: README
+        continued = ContinuedAsk(fresh=True)
     text = _read_prompt(env, prompt or [], encoding_errors, saved)
     engine, resolved = load_engine(flags, settings, env)
     show_notices(env, engine)
@@ -199,15 +202,14 @@ def ask(
     quiet = json_output or output.constrained  # collected, validated, printed at the end
     sink = _sink(env, sampling, show_probs, quiet, plain, settings.theme)
     result = run_ask(engine, request, ids, sampling, sink)
-    _report(env, result, output, (stats, json_output, logprobs), resolved.name)
+    _report(env, result, output, (stats, json_output, logprobs), (resolved.name, request.model_ref))
     raise_for(result)
 
 
 def _check_flags(encoding_errors: str, *, raw: bool, system: str | None, continued: bool) -> None:
     if encoding_errors not in ("strict", "replace"):
         raise UsageError("--encoding-errors must be strict or replace")
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     if raw and continued:
         raise UsageError("--continue needs the chat template", hint="drop --raw")
 
@@ -252,16 +254,16 @@ def _report(
     result: TurnResult,
     output: OutputFormat,
     shown: tuple[bool, bool, int],
-    model_name: str,
+    model: tuple[str, str | None],
 ) -> None:
     """The stats line, and the answer's JSON (``--json``), or the validated structured
     answer alone (``--schema``/``--json-object``/``--grammar``) when it completed."""
     stats, json_output, logprobs = shown
     if output.constrained and not result.interrupted and result.stats.finish_reason != "error":
-        _report_structured(env, output, result, stats, json_output, model_name)
+        _report_structured(env, output, result, stats, json_output, model)
         return
     if json_output:
-        write_json(env.stdout, answer_json(model_name, result, logprobs))
+        write_json(env.stdout, answer_json(*model, result, logprobs))
     if stats:
         from llmcli.render.stats import format_stats
 
@@ -274,7 +276,7 @@ def _report_structured(
     result: TurnResult,
     stats: bool,
     json_output: bool,
-    model_name: str,
+    model: tuple[str, str | None],
 ) -> None:
     """The validated JSON alone on stdout; with --json, inside the usual object.
 
@@ -293,7 +295,7 @@ def _report_structured(
             raise
         failure, line = exc, ""
     if json_output:
-        data = answer_json(model_name, result, 0)
+        data = answer_json(*model, result, 0)
         data["value"] = json.loads(line) if line and output.schema is not None else None
         if failure is not None:
             data["error"] = failure.message

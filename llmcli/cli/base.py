@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from llmcli import __version__
+from llmcli.cli.helpfmt import Group
 from llmcli.context import Environment
 
 HELP = "Run quantized decoder LLMs locally: ask, chat, pull models, and look inside the decoder."
@@ -26,6 +27,7 @@ def _root(
     version: bool = typer.Option(
         False,
         "--version",
+        "-V",
         callback=_version_callback,
         is_eager=True,
         help="Show the version and exit.",
@@ -43,6 +45,7 @@ def new_app() -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        cls=Group,
         rich_markup_mode="rich",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
@@ -51,7 +54,7 @@ def new_app() -> typer.Typer:
 
 
 def new_group(name: str, help: str) -> typer.Typer:
-    return typer.Typer(name=name, help=help, no_args_is_help=True)
+    return typer.Typer(name=name, help=help, no_args_is_help=True, cls=Group)
 
 
 def environment(ctx: typer.Context) -> Environment:

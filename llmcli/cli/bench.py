@@ -79,10 +79,10 @@ def bench(
     settings = _settings(env, model)
     flags = ModelFlags(model, 256, gpu_layers, threads, verbose=verbose, engine=LOCAL)
     flags.keep_alive = IN_PROCESS  # measures llama.cpp in this process, never the server
-    engine = _load_llama(env, flags, settings)
+    engine, ident = _load_llama(env, flags, settings)
     try:
         results = run_bench(engine, tests, repetitions=repetitions, threads=engine.threads)
-        data = bench_json(engine, results, repetitions=repetitions)
+        data = {**ident, **bench_json(engine, results, repetitions=repetitions)}
     finally:
         engine.close()
     if json_output:
@@ -103,8 +103,8 @@ def bench_json(
     gpu = bool(engine.native_lib.llama_supports_gpu_offload())
     return {
         "model": engine.model_name,
-        "model_path": str(engine.model_path),
-        "model_size": header.file_size,
+        "path": str(engine.model_path),
+        "file_size": header.file_size,
         "parameters": header.parameter_count,
         "quantization": header.file_type_name,
         "backend": "GPU" if gpu and engine.gpu_layers != 0 else "CPU",

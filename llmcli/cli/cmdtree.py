@@ -185,12 +185,12 @@ def _metavar_choices(metavar: str | None) -> tuple[str, ...]:
     return tuple(word for word in metavar.split("|") if re.fullmatch(r"[a-z][a-z0-9_-]*", word))
 
 
-_MARKUP_RE = re.compile(r"\[/?[a-z][a-z ._-]*\]")
+_MARKUP_RE = re.compile(r"(?<!\\)\[/?[a-z][a-z ._-]*\]")
 
 
 def plain(text: str) -> str:
-    """Help text without Rich markup, on one line."""
-    return " ".join(_MARKUP_RE.sub("", text).split())
+    """Help text without Rich markup (escaped brackets kept as written), on one line."""
+    return " ".join(_MARKUP_RE.sub("", text).replace("\\[", "[").split())
 
 
 def first_sentence(text: str) -> str:

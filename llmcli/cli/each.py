@@ -40,6 +40,7 @@ EachFileOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--each-file",
+        metavar="FILE",
         help="Answer FILE as its own prompt (its text first, then the prompt words); "
         "repeat for more files, or give - to read file names from stdin, one per line.",
         rich_help_panel=EACH,
@@ -131,6 +132,7 @@ class EachCommand:
     stats: bool
     encoding_errors: str
     model_name: str = ""
+    model_ref: str | None = None
 
     @property
     def errors(self) -> EncodingErrors:
@@ -152,7 +154,7 @@ def run_each_command(
     flags.keep_alive = "0"  # the batch decodes on a side context of the in-process model
     engine, resolved = load_engine(flags, settings, command.env)
     show_notices(command.env, engine)
-    command.model_name = resolved.name
+    command.model_name, command.model_ref = resolved.name, flags.model or settings.model
     ask_each(command, each, items, engine, sampling, settings)
 
 
@@ -180,6 +182,7 @@ def ask_each(
         json_mode=command.json_mode,
         null=each.null,
         model_name=command.model_name,
+        model_ref=command.model_ref,
         logprobs=sampling.logprobs,
         structured=structured,
         schema=sampling.json_schema,

@@ -9,23 +9,20 @@ inputs. Local models pool llama.cpp's hidden states (``--pooling``); a server
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from llmcli.cli import options as opt
 from llmcli.cli.base import environment
 from llmcli.cli.inspect import _print, _settings, _write_json
-from llmcli.cli.loading import ModelFlags, load_engine
+from llmcli.cli.loading import ModelFlags, load_embeddings
 from llmcli.cli.notices import notify
 from llmcli.context import Environment
 from llmcli.errors import UsageError
+from llmcli.render.json_out import model_json
+from llmcli.service.embed import Embedded, embed_texts
 from llmcli.session.inputs import read_stdin
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from llmcli.engine.base import Engine
 
 MAX_TEXTS = 1024
 
@@ -73,25 +70,21 @@ def embed(
     if pooling not in POOLINGS:
         raise UsageError(f"unknown pooling {pooling!r}", hint="use mean, last or cls")
     inputs = _inputs(env, texts)
-    settings = _settings(env, model)
     flags = ModelFlags(model, ctx, gpu_layers, threads, verbose=verbose)
     flags.engine, flags.base_url = engine_name, base_url
-    flags.keep_alive = "0"  # embeddings use a side context of the in-process model
-    engine, _ = load_engine(flags, settings, env)
+    settings = _settings(env, model)
+    engine, capability, resolved = load_embeddings(flags, settings, env)
     try:
         for notice in engine.notices:
             notify(env, f"note: {notice}")
-        vectors, token_counts, used = _embed(engine, inputs, pooling)
+        result = embed_texts(engine, capability, inputs, pooling=pooling, normalize=normalize)
     finally:
         engine.close()
-    if normalize:
-        from llmcli.engine.embed import l2_normalize
-
-        vectors = [l2_normalize(v) for v in vectors]
     if json_output:
-        _write_json(env, _json(engine, inputs, vectors, token_counts, used, normalize))
+        ident = model_json(resolved.name, model or settings.model)
+        _write_json(env, {**ident, **_json(inputs, result)})
         return
-    _show_matrix(env, inputs, vectors, used)
+    _show_matrix(env, inputs, result)
 
 
 def _inputs(env: Environment, texts: list[str] | None) -> list[str]:
@@ -110,55 +103,32 @@ def _inputs(env: Environment, texts: list[str] | None) -> list[str]:
     return inputs
 
 
-def _embed(
-    engine: Engine, inputs: list[str], pooling: str
-) -> tuple[list[np.ndarray], list[int | None], str]:
-    """Vectors, token counts (None from a server) and the pooling actually used."""
-    capability = engine.embeddings()
-    if capability is None:
-        raise UsageError(
-            f"{engine.model_name} gives no embeddings here",
-            hint="use a local GGUF model or a server with /v1/embeddings (--base-url)",
-        )
-    vectors = capability.embed(inputs, pooling=pooling)
-    if pooling not in capability.poolings:  # the server pools as it likes
-        return vectors, [None] * len(inputs), "server"
-    tokens = engine.token_level()
-    counts: list[int | None] = [
-        len(tokens.tokenize(text, add_bos=True)) if tokens is not None else None for text in inputs
-    ]
-    return vectors, counts, pooling
-
-
-def _json(
-    engine: Engine,
-    inputs: list[str],
-    vectors: list[np.ndarray],
-    counts: list[int | None],
-    pooling: str,
-    normalized: bool,
-) -> dict[str, Any]:
+def _json(inputs: list[str], result: Embedded) -> dict[str, Any]:
+    vectors, counts = result.vectors, result.token_counts
     return {
-        "model": engine.model_name,
-        "pooling": pooling,
-        "normalized": normalized,
+        "pooling": result.pooling,
+        "normalized": result.normalized,
         "dimensions": int(vectors[0].shape[0]) if vectors else 0,
         "embeddings": [
-            {"index": i, "text": text, "tokens": counts[i], "embedding": vectors[i].tolist()}
+            {
+                "index": i,
+                "text": text,
+                "token_count": counts[i],
+                "embedding": vectors[i].tolist(),
+            }
             for i, text in enumerate(inputs)
         ],
     }
 
 
-def _show_matrix(
-    env: Environment, inputs: list[str], vectors: list[np.ndarray], pooling: str
-) -> None:
+def _show_matrix(env: Environment, inputs: list[str], result: Embedded) -> None:
     from llmcli.engine.embed import cosine_matrix
     from llmcli.render.embed import similarity_view
 
-    matrix = cosine_matrix(vectors).tolist()
-    dims = int(vectors[0].shape[0])
+    matrix = cosine_matrix(result.vectors).tolist()
+    dims = int(result.vectors[0].shape[0])
     caption = (
-        f"{len(inputs)} text(s) · {dims} dimensions · pooling: {pooling} · --json for the vectors"
+        f"{len(inputs)} text(s) · {dims} dimensions · pooling: {result.pooling} · "
+        "--json for the vectors"
     )
     _print(env, similarity_view(inputs, matrix, caption=caption))

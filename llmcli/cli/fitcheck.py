@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmcli.store.fit import MachineMemory
-    from llmcli.store.gguf import GGUFFile
+    from llmcli.store.gguf_header import GGUFFile
 
 
 def this_machine() -> MachineMemory:

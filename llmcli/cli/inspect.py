@@ -26,7 +26,7 @@ from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import TokenLevel
 from llmcli.errors import UsageError
-from llmcli.render.json_out import write_json
+from llmcli.render.json_out import model_json, token_json, write_json
 from llmcli.render.tokens import (
     TokenRow,
     piece_text,
@@ -64,18 +64,20 @@ def _load(
     settings: Settings | None = None,
     *,
     notices: bool = False,
-) -> TokenLevel:
-    """The token-level view of a model: a server's API has no token ids or distributions."""
-    engine, tokens = load_token_level(flags, settings or _settings(env, flags.model), env)
+) -> tuple[TokenLevel, dict[str, Any]]:
+    """The token-level view of a model (a server's API has no token ids or distributions),
+    and its ``model``/``ref`` for ``--json``."""
+    settings = settings or _settings(env, flags.model)
+    engine, tokens, resolved = load_token_level(flags, settings, env)
     if notices:
         for notice in engine.notices:
             notify(env, f"note: {notice}")
-    return tokens
+    return tokens, model_json(resolved.name, flags.model or settings.model)
 
 
 def _load_llama(
     env: Environment, flags: ModelFlags, settings: Settings | None = None
-) -> LlamaEngine:
+) -> tuple[LlamaEngine, dict[str, Any]]:
     """llama.cpp itself, for commands that read its internals (``lens``, ``bench``).
 
     Those measure or reach into llama.cpp's own context, which no other engine has;
@@ -83,7 +85,8 @@ def _load_llama(
     """
     from llmcli.engine.llama import LlamaEngine
 
-    engine, _ = load_token_level(flags, settings or _settings(env, flags.model), env)
+    settings = settings or _settings(env, flags.model)
+    engine, _, resolved = load_token_level(flags, settings, env)
     if not isinstance(engine, LlamaEngine):
         engine.close()
         raise UsageError(
@@ -92,7 +95,7 @@ def _load_llama(
         )
     for notice in engine.notices:
         notify(env, f"note: {notice}")
-    return engine
+    return engine, model_json(resolved.name, flags.model or settings.model)
 
 
 def _settings(env: Environment, model: str | None) -> Settings:
@@ -176,12 +179,12 @@ def tokenize(
         raise UsageError("nothing to tokenize", hint="give TEXT or pipe it on stdin")
     flags = ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL)
     flags.keep_alive = keep_alive
-    engine = _load(env, flags)
+    engine, ident = _load(env, flags)
     result = tokenize_text(engine, source, add_bos=bos, special=special)
     if ids_only:
         env.stdout.write(" ".join(map(str, result.ids)) + "\n")
     elif json_output:
-        _write_json(env, _tokenize_json(engine, result))
+        _write_json(env, {**ident, **_tokenize_json(engine, result)})
     else:
         from rich.text import Text
 
@@ -202,10 +205,9 @@ def _tokenize_json(engine: TokenLevel, result: Tokenized) -> dict[str, Any]:
     tokens = []
     for pos, tid in enumerate(result.ids):
         data = engine.token_bytes(tid, special=True)
-        tokens.append({"position": pos, "id": tid, "piece": piece_text(data), "bytes": data.hex()})
+        tokens.append({"position": pos, **token_json(tid, piece_text(data)), "bytes": data.hex()})
     return {
-        "model": engine.model_name,
-        "count": len(result.ids),
+        "token_count": len(result.ids),
         "bos_added": result.bos_added,
         "eos_added": result.eos_added,
         "ids": result.ids,
@@ -266,11 +268,12 @@ def detokenize(
         words = [read_stdin(sys.stdin.buffer)]
     else:
         raise UsageError("no token ids given", hint="e.g. llmcli detokenize 19556 28")
-    engine = _load(env, ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL))
+    flags = ModelFlags(model, ctx=TOKENIZER_CTX, verbose=verbose, engine=LOCAL)
+    engine, ident = _load(env, flags)
     token_ids = parse_ids(words, engine.n_vocab)
     text = engine.detokenize(token_ids, special=special)
     if json_output:
-        _write_json(env, {"model": engine.model_name, "count": len(token_ids), "text": text})
+        _write_json(env, {**ident, "token_count": len(token_ids), "ids": token_ids, "text": text})
         return
     env.stdout.write(text)
     if env.stdout_isatty and not text.endswith("\n"):

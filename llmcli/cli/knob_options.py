@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from llmcli.cli.noeffect import check_greedy
 from llmcli.knobs import KNOBS, Knob, limit_value
 from llmcli.service.sampling import SamplingFlags
 
@@ -101,7 +102,9 @@ def sampling_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in KNOBS}
-        return func(**kwargs, knobs=SamplingFlags(**values))
+        flags = SamplingFlags(**values)
+        check_greedy(flags)  # one rule for flags with no effect (llmcli.cli.noeffect)
+        return func(**kwargs, knobs=flags)
 
     parameters = before + _parameters() + after
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

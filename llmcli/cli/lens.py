@@ -29,7 +29,8 @@ from llmcli.cli.inspect import (
     _write_json,
 )
 from llmcli.cli.loading import ModelFlags
-from llmcli.errors import UsageError
+from llmcli.cli.noeffect import check_raw_system
+from llmcli.render.json_out import token_json
 from llmcli.render.tokens import piece_text
 from llmcli.session.budget import check_prompt_fits
 from llmcli.session.inputs import combine_prompt, read_stdin
@@ -78,8 +79,7 @@ def lens(
       llmcli lens --top 3 --json "What is the best way to learn music?"
     """
     env = environment(cli)
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     settings = _settings(env, model)
     stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer)
     text = combine_prompt(stdin_text, prompt or [])
@@ -87,7 +87,7 @@ def lens(
         model, ctx, gpu_layers, threads, chat_template, chat_format, verbose, engine=LOCAL
     )
     flags.keep_alive = IN_PROCESS  # side contexts need the model's native handles
-    engine = _load_llama(env, flags, settings)
+    engine, ident = _load_llama(env, flags, settings)
     system_prompt = system if system is not None else settings.system
     ids = (
         engine.text_prompt(text) if raw else engine.chat_prompt(build_messages(system_prompt, text))
@@ -95,7 +95,7 @@ def lens(
     check_prompt_fits(len(ids), engine.n_ctx, what="prompt")
     result = run_lens(engine, ids, top=top)
     if json_output:
-        _write_json(env, _lens_json(engine, ids, result, raw=raw))
+        _write_json(env, {**ident, **_lens_json(engine, ids, result, raw=raw)})
         return
     from llmcli.render.lens import lens_view
 
@@ -145,24 +145,18 @@ def _lens_json(
 
     def token(token_id: int, logprob: float) -> dict[str, Any]:
         piece = engine.token_bytes(token_id, special=True)
-        return {
-            "id": token_id,
-            "token": piece_text(piece),
-            "prob": math.exp(logprob),
-            "logprob": logprob,
-        }
+        return token_json(token_id, piece_text(piece), prob=math.exp(logprob), logprob=logprob)
 
     last = result.rows[-1]
     return {
-        "model": engine.model_name,
         "raw": raw,
         "prompt_tokens": len(prompt),
-        "blocks": len(result.rows),
+        "block_count": len(result.rows),
         "final": token(result.final_token, last.final_logprob),
         "final_max_logit_deviation": result.final_max_deviation,
-        "layers": [
+        "blocks": [
             {
-                "layer": row.layer,
+                "block": row.layer,
                 "top": [token(i, lp) for i, lp in row.top],
                 "final_rank": row.final_rank,
                 "final_prob": math.exp(row.final_logprob),

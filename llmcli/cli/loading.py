@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from llmcli.config import Settings
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, TokenLevel
+from llmcli.engine.base import Embeddings, Engine, TokenLevel
 from llmcli.service import engines
 from llmcli.service.engines import (
     ModelFlags,
@@ -33,6 +33,7 @@ __all__ = [
     "build_sampling",
     "chat_template_source",
     "keep_alive_seconds",
+    "load_embeddings",
     "load_engine",
     "load_options",
     "load_token_level",
@@ -74,5 +75,11 @@ def load_engine(
 
 def load_token_level(
     flags: ModelFlags, settings: Settings, env: Environment
-) -> tuple[Engine, TokenLevel]:
+) -> tuple[Engine, TokenLevel, ResolvedModel]:
     return engines.load_token_level(flags, settings, env, offer_pull(env))
+
+
+def load_embeddings(
+    flags: ModelFlags, settings: Settings, env: Environment
+) -> tuple[Engine, Embeddings, ResolvedModel]:
+    return engines.load_embeddings(flags, settings, env, offer_pull(env))

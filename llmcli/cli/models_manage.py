@@ -22,23 +22,7 @@ if TYPE_CHECKING:
     from llmcli.store.catalog import StoredModel
 
 from llmcli.store.refs import AliasRef, HubRef, parse_ref
-
-
-def _format_size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _format_params(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
+from llmcli.units import format_bytes, format_count
 
 
 def _warn(env: Environment, text: str) -> None:
@@ -115,14 +99,14 @@ def list_models(
         return
     table = [("NAME", "SOURCE", "QUANT", "SIZE", "PARAMS", "CONTEXT", "ALIASES")]
     for entry in entries:
-        size = entry.get("size")
+        size = entry.get("file_size")
         table.append(
             (
-                entry["name"],
+                entry["model"],
                 entry["source"],
-                entry.get("quant") or entry.get("file_type") or "-",
-                _format_size(size) if size is not None else "-",
-                _format_params(entry.get("parameters")),
+                entry.get("quantization") or entry.get("file_type") or "-",
+                format_bytes(size) if size is not None else "-",
+                format_count(entry["parameters"]) if entry.get("parameters") else "-",
                 str(entry.get("context_length") or "-"),
                 ", ".join(entry["aliases"]) or "-",
             )
@@ -165,10 +149,11 @@ def _file_key(target: str) -> str:
 
 def _file_json(path: Any, source: str) -> dict[str, Any]:
     """A model file outside the store, described from its GGUF header (no llama.cpp)."""
-    from llmcli.store.gguf import GGUFError, read_gguf
+    from llmcli.store.gguf import read_gguf
+    from llmcli.store.gguf_header import GGUFError
 
     entry: dict[str, Any] = {
-        "name": path.name.removesuffix(".gguf"),
+        "model": path.name.removesuffix(".gguf"),
         "source": source,
         "aliases": [],
         "path": str(path),
@@ -178,8 +163,8 @@ def _file_json(path: Any, source: str) -> dict[str, Any]:
     except (GGUFError, OSError):
         return entry
     entry.update(
-        quant=header.file_type_name,
-        size=header.file_size,
+        quantization=header.file_type_name,
+        file_size=header.file_size,
         parameters=header.parameter_count,
         context_length=header.context_length,
         architecture=header.architecture,
@@ -198,19 +183,19 @@ def _alias_target_json(target: str) -> dict[str, Any]:
     except UsageError:
         hub = False
     source = "not pulled" if hub else "missing"
-    return {"name": target, "source": source, "aliases": [], "path": None}
+    return {"model": target, "source": source, "aliases": [], "path": None}
 
 
 def _model_json(model: StoredModel, aliases: list[str]) -> dict[str, Any]:
     man = model.manifest
     return {
-        "name": model.ref,
+        "model": model.ref,
         "source": "pulled",
         "aliases": aliases,
         "repo": man.repo,
-        "quant": man.quant,
+        "quantization": man.quant,
         "file_type": man.file_type,
-        "size": man.size,
+        "file_size": man.size,
         "parameters": man.parameters,
         "context_length": man.context_length,
         "architecture": man.architecture,
@@ -257,7 +242,7 @@ def remove(
 
     env = environment(cli)
     model = _stored_for_removal(ref)
-    size = _format_size(model.manifest.size)
+    size = format_bytes(model.manifest.size)
     confirm_removal(env, f"Remove {model.ref} ({size})?", what=model.ref, yes=yes)
     catalog.remove_stored(model)
     env.stderr.write(f"removed {model.ref} ({size})\n")

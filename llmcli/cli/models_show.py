@@ -15,12 +15,12 @@ import typer
 from llmcli.cli.base import environment
 from llmcli.context import Environment
 from llmcli.errors import DataError, ModelNotFound, UsageError
-from llmcli.render.json_out import write_json
+from llmcli.render.json_out import model_json, write_json
 
 SHOW_HINT = "give a .gguf path, OWNER/REPO[:QUANT] or an alias: see 'llmcli models list'"
 
 if TYPE_CHECKING:
-    from llmcli.store.gguf import GGUFFile
+    from llmcli.store.gguf_header import GGUFFile
 
 
 def show(
@@ -96,6 +96,7 @@ def show(
             env,
             gguf,
             model=resolved.name,
+            ref=ref or env.environ.get("LLMCLI_MODEL") or None,
             source=resolved.source,
             anatomy=anatomy,
             template=template,
@@ -112,6 +113,7 @@ def _print_json(
     gguf: GGUFFile,
     *,
     model: str,
+    ref: str | None,
     source: str,
     anatomy: bool,
     template: bool,
@@ -120,7 +122,8 @@ def _print_json(
     from llmcli.store.anatomy import as_dict, build_anatomy
     from llmcli.store.model_summary import summary
 
-    data: dict[str, Any] = {"model": model, **summary(gguf), "source": source}
+    facts = {("general_name" if k == "name" else k): v for k, v in summary(gguf).items()}
+    data: dict[str, Any] = {**model_json(model, ref), **facts, "source": source}
     if anatomy and not gguf.is_lora_adapter:
         data["anatomy"] = as_dict(build_anatomy(gguf))
     if template:

@@ -19,9 +19,10 @@ from llmcli.cli import options as opt
 from llmcli.cli.ask import build_messages
 from llmcli.cli.base import environment
 from llmcli.cli.loading import ModelFlags, parse_loras
+from llmcli.cli.noeffect import check_raw_system
 from llmcli.context import Environment
 from llmcli.engine.base import TokenLevel
-from llmcli.errors import UsageError
+from llmcli.render.json_out import token_json
 from llmcli.render.tokens import (
     Candidate,
     NextStep,
@@ -147,8 +148,7 @@ def next_token(
       llmcli next --raw --steps 5 --top 3 "The capital of France is"
     """
     env = environment(cli)
-    if raw and system:
-        raise UsageError("--system has no effect with --raw", hint="drop one of them")
+    check_raw_system(raw, system)
     settings = _settings(env, model)
     stdin_text = None if env.stdin_isatty else read_stdin(sys.stdin.buffer)
     text = combine_prompt(stdin_text, prompt or [])
@@ -164,7 +164,7 @@ def next_token(
         engine=LOCAL,
         keep_alive=keep_alive,
     )
-    engine = _load(env, flags, settings, notices=True)
+    engine, ident = _load(env, flags, settings, notices=True)
     system_prompt = system if system is not None else settings.system
     ids = (
         engine.text_prompt(text) if raw else engine.chat_prompt(build_messages(system_prompt, text))
@@ -172,7 +172,7 @@ def next_token(
     check_prompt_fits(len(ids) + steps - 1, engine.n_ctx, what="prompt plus --steps")
     run = greedy_steps(engine, ids, steps=steps, top=top)
     if json_output:
-        _write_json(env, _next_json(engine, ids, run, raw=raw))
+        _write_json(env, {**ident, **_next_json(engine, ids, run, raw=raw)})
         return
     _print_steps(env, engine, run)
 
@@ -205,12 +205,11 @@ def _next_json(
                 "step": step.step,
                 "position": step.position,
                 "end_of_generation": step.end_of_generation,
-                "chosen": {"id": chosen.token_id, "token": piece_text(chosen.piece)},
+                "chosen": token_json(chosen.token_id, piece_text(chosen.piece)),
                 "candidates": [
                     {
                         "rank": rank,
-                        "id": c.token_id,
-                        "token": piece_text(c.piece),
+                        **token_json(c.token_id, piece_text(c.piece)),
                         "prob": c.prob,
                         "logprob": c.logprob,
                         "argmax": rank == 1,
@@ -220,7 +219,6 @@ def _next_json(
             }
         )
     return {
-        "model": engine.model_name,
         "raw": raw,
         "prompt_tokens": len(prompt),
         "steps": steps,

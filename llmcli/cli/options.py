@@ -148,13 +148,30 @@ BaseUrlOpt = Annotated[
 ]
 VerboseOpt = Annotated[
     bool,
-    typer.Option("--verbose", help="Show llama.cpp's own log on stderr.", rich_help_panel=MODEL),
+    typer.Option(
+        "--verbose", "-v", help="Show llama.cpp's own log on stderr.", rich_help_panel=MODEL
+    ),
 ]
 JsonOpt = Annotated[
     bool,
     typer.Option(
-        "--json", help="Print one JSON object instead of streaming text.", rich_help_panel=OUTPUT
+        "--json",
+        help="Print one JSON object instead of text (every shape: docs/json.md).",
+        rich_help_panel=OUTPUT,
     ),
+]
+AnswerJsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object instead of streaming text: model, ref, text, "
+        "finish_reason, stats (docs/json.md).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+JsonListOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print a JSON array, one object per item.", rich_help_panel=OUTPUT),
 ]
 StatsOpt = Annotated[
     bool,

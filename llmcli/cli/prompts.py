@@ -115,7 +115,7 @@ def save(
     env.stderr.write(f"saved {save_prompt(saved)}\n")
 
 
-def list_cmd(cli: typer.Context, json_output: opt.JsonOpt = False) -> None:
+def list_cmd(cli: typer.Context, json_output: opt.JsonListOpt = False) -> None:
     """List saved prompts (name, then description or the start of the prompt)."""
     from llmcli.store.prompts import list_prompts, load_prompt
 
@@ -144,7 +144,8 @@ def show(cli: typer.Context, prompt_name: NameArg, json_output: opt.JsonOpt = Fa
     env = environment(cli)
     saved = load_prompt(prompt_name)
     if json_output:
-        _print_json(env, asdict(saved))
+        # the saved model is a reference as typed (resolved when used): "ref" (docs/json.md)
+        _print_json(env, {("ref" if k == "model" else k): v for k, v in asdict(saved).items()})
     else:
         env.stdout.write(saved.to_toml())
         env.stdout.flush()

@@ -114,8 +114,9 @@ def run_pull(ref: HubRef, env: Environment, *, wait_s: float = DEFAULT_WAIT_S) -
     is used as is. Ctrl-C keeps the partial file for the next run and exits 130.
     """
     from llmcli.store.catalog import find_stored
-    from llmcli.store.download import format_size, pull_model
+    from llmcli.store.download import pull_model
     from llmcli.store.hub import QuantNotFound, choose_model, fetch_listing
+    from llmcli.units import format_bytes
 
     reporter = make_reporter(env)
     try:
@@ -141,7 +142,7 @@ def run_pull(ref: HubRef, env: Environment, *, wait_s: float = DEFAULT_WAIT_S) -
         raise Interrupted("interrupted") from None
     model = result.model
     if result.downloaded_bytes:
-        reporter.note(f"pulled {model.ref} ({format_size(model.manifest.size)}, sha256 verified)")
+        reporter.note(f"pulled {model.ref} ({format_bytes(model.manifest.size)}, sha256 verified)")
     else:
         reporter.note(f"{model.ref} is already in the store and up to date")
     return model.path
@@ -158,8 +159,9 @@ def _fits(listing: RepoListing, ctx: int | None, env: Environment) -> dict[str, 
     """Per model key, "334 MiB ✓ fits" at the context, from one streamed header; else None."""
     from llmcli.cli.fitcheck import fit_for, this_machine
     from llmcli.errors import LlmcliError
-    from llmcli.render.fit import format_mem, mark
+    from llmcli.render.fit import mark
     from llmcli.store.remote_header import fetch_header, header_model
+    from llmcli.units import format_bytes
 
     model = header_model(listing)
     if model is None:
@@ -180,7 +182,7 @@ def _fits(listing: RepoListing, ctx: int | None, env: Environment) -> dict[str, 
             return None
         total = fit["total"]
         assert isinstance(total, int)
-        cells[entry.key] = f"{format_mem(total)} {mark(str(fit['fits_ram']))}"
+        cells[entry.key] = f"{format_bytes(total)} {mark(str(fit['fits_ram']))}"
         cells["ctx"] = str(fit["ctx"])
     return cells
 
@@ -196,8 +198,8 @@ def print_listing(
 
     ``fits`` (from :func:`_fits`) adds the memory needed and whether it fits this machine.
     """
-    from llmcli.store.download import format_size
     from llmcli.store.hub import QuantNotFound, choose_model
+    from llmcli.units import format_bytes
 
     out = env.stderr if to_stderr else env.stdout
     try:
@@ -208,7 +210,7 @@ def print_listing(
         (
             "*" if model == default else " ",
             model.quant or "-",
-            format_size(model.size),
+            format_bytes(model.size),
             (fits or {}).get(model.key, "?"),
             model.label + ("" if model.complete else "  (incomplete upload)"),
         )
@@ -254,12 +256,12 @@ class PlainReporter:
         self._write(text)
 
     def start_file(self, name: str, total: int, done: int) -> None:
-        from llmcli.store.download import format_size
+        from llmcli.units import format_bytes
 
         if done:
-            self._write(f"resuming {name} at {format_size(done)} of {format_size(total)}")
+            self._write(f"resuming {name} at {format_bytes(done)} of {format_bytes(total)}")
         else:
-            self._write(f"downloading {name} ({format_size(total)})")
+            self._write(f"downloading {name} ({format_bytes(total)})")
 
     def advance(self, n: int) -> None:
         pass

@@ -23,7 +23,8 @@ def print_remote_models(env: Environment, target: str, *, json_output: bool) -> 
         engine.close()
     if json_output:
         rows = [
-            {"id": m.id, "owned_by": m.owned_by, "context_length": m.context_length} for m in models
+            {"model": m.id, "owned_by": m.owned_by, "context_length": m.context_length}
+            for m in models
         ]
         write_json(env.stdout, rows)
         return

@@ -20,6 +20,7 @@ from llmcli.context import Environment
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.render.json_out import write_json
 from llmcli.service.warm import describe_duration
+from llmcli.units import format_bytes
 
 SERVER = "Server"
 DEFAULT_STATE_CACHE = "2G"
@@ -37,14 +38,6 @@ def parse_size(text: str) -> int:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"not a size: {text!r}", hint="e.g. 8G, 512M")
     return int(value * _SIZE_UNITS[unit])
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -216,7 +209,7 @@ def _print_ps(env: Environment, info: dict[str, Any]) -> None:
         Text(
             f"engine server pid {info['pid']} · llmcli {info['version']} · up {up} · exits after "
             f"{describe_duration(keep) if keep else 'never'} idle · "
-            f"budget {_human_bytes(info['budget_bytes'])}",
+            f"budget {format_bytes(info['budget_bytes'])}",
             style="dim",
         )
     )
@@ -234,7 +227,7 @@ def _print_ps(env: Environment, info: dict[str, Any]) -> None:
         table.add_row(
             m["model"] + loras,
             str(m["ctx"]),
-            _human_bytes(m["memory_bytes"]),
+            format_bytes(m["memory_bytes"]),
             "-" if m["busy"] else describe_duration(round(m["idle_s"])),
             state,
         )

@@ -43,6 +43,8 @@ class Settings:
     theme: str | None = None
     keep_alive: str = DEFAULT_KEEP_ALIVE
     """How long the engine server keeps models loaded after the last call ("0": no server)."""
+    save_ask: bool = False
+    """Save every ``ask`` (question and answer) in history as a conversation of its own."""
     knobs: dict[str, Any] = field(default_factory=_knob_defaults)
     """The sampling knobs the config file may set (``settings.temperature`` reads them)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -81,7 +83,7 @@ class Key:
     """One setting: its type, bounds, and whether a ``[models.NAME]`` table may set it."""
 
     name: str
-    kind: str  # "str", "int", "float", "gpu_layers", "theme"
+    kind: str  # "str", "int", "float", "bool", "duration", "gpu_layers", "theme"
     help: str
     minimum: float | None = None
     maximum: float | None = None
@@ -126,6 +128,8 @@ KEYS: dict[str, Key] = {
             per_model=False, example="monokai", unset="monokai"),
         Key("keep_alive", "duration", "keep models loaded in the engine server this long "
             "after the last call (5m, 30s, 1h; 0 = off, run in-process)", per_model=False),
+        Key("save_ask", "bool", "save each 'ask' (question and answer) in history, like 'ask -c' "
+            "does; off: only chats and 'ask -c' are saved", per_model=False),
     )
 }  # fmt: skip
 
@@ -133,6 +137,7 @@ _TYPE_NAMES = {
     "str": "a string",
     "int": "a whole number",
     "float": "a number",
+    "bool": "true or false",
     "duration": "a duration (30s, 5m, 1h, 0)",
     "gpu_layers": "a number of layers, 'all' or 'auto'",
     "theme": "a Pygments style name",
@@ -163,6 +168,10 @@ def check_value(key: Key, value: Any) -> Any:
         return _gpu_layers(value)
     if key.kind == "duration":
         return _duration(key.name, value)
+    if key.kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{key.name} must be true or false, not {_kind_of(value)}")
+        return value
     if key.kind in ("str", "theme"):
         if not isinstance(value, str):
             raise ValueError(f"{key.name} must be {_TYPE_NAMES[key.kind]}, not {_kind_of(value)}")
@@ -187,7 +196,12 @@ def check_value(key: Key, value: Any) -> Any:
 def parse_text(key: Key, text: str) -> Any:
     """A value typed as text (an environment variable, ``config set``), checked."""
     value: Any = text
-    if key.kind == "int":
+    if key.kind == "bool":
+        word = text.strip().lower()
+        if word not in _BOOL_WORDS:
+            raise ValueError(f"{key.name} must be true or false, not {text!r}")
+        value = _BOOL_WORDS[word]
+    elif key.kind == "int":
         try:
             value = int(text.strip())
         except ValueError:
@@ -198,6 +212,12 @@ def parse_text(key: Key, text: str) -> Any:
         except ValueError:
             raise ValueError(f"{key.name} must be a number, not {text!r}") from None
     return check_value(key, value)
+
+
+_BOOL_WORDS = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
 
 
 def _gpu_layers(value: Any) -> str:
@@ -287,4 +307,6 @@ def describe_value(key: Key, value: Any) -> str:
     """How ``config show`` prints a value; unset ones say what happens instead."""
     if value is None:
         return f"({key.unset})" if key.unset else "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)

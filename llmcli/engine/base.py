@@ -125,6 +125,17 @@ class TokenPiece:
     token_id: int
     logprob: float | None = None
     top: list[tuple[str, float]] | None = None
+    top_ids: list[int] | None = None
+    """The ids of ``top``'s tokens, in its order (``None`` from a server without ids)."""
+
+    @classmethod
+    def ranked(
+        cls, text: str, token_id: int, dist: Any, top: Any, token_text: Callable[[int], str]
+    ) -> TokenPiece:
+        """The token with its log-probability in ``dist`` and the ``top`` ids' alternatives."""
+        ids = [int(i) for i in top]
+        alternatives = [(token_text(i), float(dist[i])) for i in ids]
+        return cls(text, token_id, float(dist[token_id]), alternatives, ids)
 
 
 @dataclass

@@ -377,12 +377,7 @@ class BatchDecoder:
         dist = shifted - np.log(np.exp(shifted).sum())
         top = np.argpartition(dist, -logprobs)[-logprobs:]
         top = top[np.argsort(dist[top])[::-1]]
-        return TokenPiece(
-            text=text,
-            token_id=token,
-            logprob=float(dist[token]),
-            top=[(self._engine.token_text(int(i)), float(dist[i])) for i in top],
-        )
+        return TokenPiece.ranked(text, token, dist, top, self._engine.token_text)
 
     def _finish(
         self, slot: _Slot, emit: Callable[[ItemEvent], None], *, flush: bool = True

@@ -96,6 +96,14 @@ class LlamaEngine(LlamaTokens, LlamaCache):
         except BaseException:  # Ctrl-C held during the load, re-raised as it ended
             self._free_llama()
             raise
+        try:  # a Ctrl-C from here on must not leave the model to the garbage collector
+            self._set_up(llama_cpp, options)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, llama_cpp: Any, options: LoadOptions) -> None:
+        """Everything after the load: handles, callbacks, the decode thread, template, LoRA."""
         if not options.verbose:
             _silence_llama_log()
         self._vocab = self._llama._model.vocab
@@ -111,12 +119,8 @@ class LlamaEngine(LlamaTokens, LlamaCache):
         self._grammars: dict[str, str] = {}
         self.template = self._choose_template(options.chat_template)
         self._loras = LoraAdapters(llama_cpp, self._llama._model.model, self._ctx)
-        try:
-            with deferred_signals():
-                self._loras.load(options.loras)
-        except BaseException:
-            self.close()
-            raise
+        with deferred_signals():
+            self._loras.load(options.loras)
 
     def _load(self, llama_cpp: Any, path: Path, options: LoadOptions) -> Any:
         # Without --verbose nothing of llama.cpp's log may reach stderr: the binding's
@@ -363,13 +367,15 @@ class LlamaEngine(LlamaTokens, LlamaCache):
     def close(self) -> None:
         if self._llama is None:  # closed already: its context is freed
             return
-        with contextlib.suppress(Exception):
-            self._watch_for_abort(False)
-        with contextlib.suppress(Exception):
-            self._loras.close()
-        with contextlib.suppress(Exception):
-            self._decoder.close()
-        self._free_llama()
+        try:
+            with contextlib.suppress(Exception):
+                self._watch_for_abort(False)
+            with contextlib.suppress(Exception):
+                self._loras.close()
+            with contextlib.suppress(Exception):
+                self._decoder.close()
+        finally:  # even when a Ctrl-C lands above: never leave the model to the collector
+            self._free_llama()
 
     def _free_llama(self) -> None:
         """Free the model where a Ctrl-C is held and re-raised afterwards.

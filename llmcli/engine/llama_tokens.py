@@ -118,12 +118,7 @@ class LlamaTokens:
         dist = self._last_logprobs()
         top = np.argpartition(dist, -logprobs)[-logprobs:]
         top = top[np.argsort(dist[top])[::-1]]
-        return TokenPiece(
-            text=text,
-            token_id=token,
-            logprob=float(dist[token]),
-            top=[(self.token_text(int(i)), float(dist[i])) for i in top],
-        )
+        return TokenPiece.ranked(text, token, dist, top, self.token_text)
 
     def _last_logprobs(self) -> np.ndarray:
         """Log-softmax of the logits at the last evaluated position."""

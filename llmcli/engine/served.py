@@ -447,12 +447,8 @@ class ServedEngine:
                     self._server_died(stats)
                     return
                 if "p" in frame:
-                    yield TokenPiece(
-                        text=frame["p"],
-                        token_id=frame["i"],
-                        logprob=frame.get("l"),
-                        top=[(t, float(lp)) for t, lp in frame["t"]] if frame.get("t") else None,
-                    )
+                    top = [(t, float(lp)) for t, lp in frame["t"]] if frame.get("t") else None
+                    yield TokenPiece(frame["p"], frame["i"], frame.get("l"), top, frame.get("ti"))
                     continue
                 ended = True
                 if not frame.get("ok"):

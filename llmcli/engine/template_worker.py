@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from llmcli.engine.signals import deferred_signals
+
 T = TypeVar("T")
 CHILD_MEMORY_BYTES = 1 << 30
 """Address space a child may add to what it inherited (the model's mapping included)."""
@@ -59,14 +61,20 @@ def run_in_child(
     (``describe`` turns the exception into text, in the child), :class:`ChildFailed` when it
     died or overran ``timeout_s``. Ctrl-C here kills the child at once and propagates."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child; coverage cannot follow a fork
-        _child(work, describe, read_fd, write_fd)
-    os.close(write_fd)
+    pid = 0
     try:
+        # os.fork() runs at-fork hooks (logging's lock release) in which an exception
+        # from a signal handler is "ignored": hold Ctrl-C/SIGTERM across the fork and
+        # re-raise them here, where the child is known and can be killed.
+        with deferred_signals():
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child; coverage cannot follow a fork
+                _child(work, describe, read_fd, write_fd)
+            os.close(write_fd)
         data = _collect(read_fd, time.monotonic() + timeout_s)
     except BaseException:
-        _kill(pid)
+        if pid > 0:
+            _kill(pid)
         raise
     finally:
         os.close(read_fd)

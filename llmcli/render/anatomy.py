@@ -17,6 +17,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from llmcli.store.anatomy import Anatomy, Norms, TensorGroup, TensorRole
+from llmcli.units import format_bytes, format_count
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -59,24 +60,6 @@ LABELS: dict[str, str] = {
 def safe_text(value: str) -> str:
     """``value`` with control characters (ESC, CSI, BEL...) replaced by U+FFFD."""
     return _CONTROL.sub("\ufffd", value)
-
-
-def format_count(n: int) -> str:
-    """134515008 -> '134.5M': parameter counts the way model cards write them."""
-    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-def format_bytes(n: int) -> str:
-    """98362432 -> '98.4 MB' (decimal units, like download pages)."""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover - loop always returns
 
 
 def format_value(key: str, value: Any) -> str:

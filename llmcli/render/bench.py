@@ -10,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from llmcli.render.anatomy import format_bytes, format_count, safe_text
+from llmcli.render.anatomy import safe_text
+from llmcli.units import format_bytes, format_count
 
 
 def bench_heading(info: Mapping[str, Any]) -> Text:
@@ -18,7 +19,7 @@ def bench_heading(info: Mapping[str, Any]) -> Text:
     layers = info["gpu_layers"]
     text = Text(safe_text(str(info["model"])), style="bold")
     text.append(
-        f"  {format_bytes(int(info['model_size']))} · {format_count(int(info['parameters']))} "
+        f"  {format_bytes(int(info['file_size']))} · {format_count(int(info['parameters']))} "
         f"params · {info['backend']} · {info['threads']} threads · GPU layers "
         f"{'all' if layers == -1 else layers} · {info['repetitions']} runs per test",
         style="dim",

@@ -23,7 +23,7 @@ from typing import IO, Any
 from llmcli.context import Environment
 from llmcli.engine.base import GenerationStats, TokenPiece
 from llmcli.errors import LlmcliError
-from llmcli.render.json_out import dumps
+from llmcli.render.json_out import dumps, logprob_tokens, model_json
 from llmcli.render.sanitize import visible
 from llmcli.render.stats import SEP
 
@@ -96,9 +96,12 @@ class NulRecords(_Records):
 class JsonRecords(_Records):
     """One JSON object per item and line, written when the item is done."""
 
-    def __init__(self, env: Environment, model_name: str, logprobs: int) -> None:
+    def __init__(
+        self, env: Environment, model_name: str, logprobs: int, model_ref: str | None = None
+    ) -> None:
         super().__init__(env)
         self.model_name = model_name
+        self.model_ref = model_ref
         self.logprobs = logprobs
 
     def begin(self, index: int) -> None:
@@ -115,23 +118,18 @@ class JsonRecords(_Records):
         stats: GenerationStats,
         error: LlmcliError | None,
     ) -> None:
-        record: dict[str, Any] = {"index": index, **source, "model": self.model_name}
+        record: dict[str, Any] = {
+            "index": index,
+            **source,
+            **model_json(self.model_name, self.model_ref),
+        }
         record["text"] = "".join(p.text for p in pieces)
         record["finish_reason"] = "error" if error is not None else stats.finish_reason
         record["stats"] = stats.to_dict()
         if error is not None:
             record["error"] = error.message
         if self.logprobs:
-            record["tokens"] = [
-                {
-                    "id": p.token_id if p.token_id >= 0 else None,
-                    "text": p.text,
-                    "logprob": p.logprob,
-                    "top": [{"token": t, "logprob": lp} for t, lp in (p.top or [])],
-                }
-                for p in pieces
-                if p.logprob is not None
-            ]
+            record["tokens"] = logprob_tokens(pieces)
         self.out.write(dumps(record, terminal=bool(self.env_terminal)) + "\n")
         self.out.flush()
         self._report(index, source, error)
@@ -176,11 +174,12 @@ def open_records(
     null: bool,
     model_name: str,
     logprobs: int,
+    model_ref: str | None = None,
     structured: bool = False,
     schema: dict[str, Any] | None = None,
 ) -> PlainRecords | NulRecords | JsonRecords | StructuredRecords:
     if json_mode:
-        return JsonRecords(env, model_name, logprobs)
+        return JsonRecords(env, model_name, logprobs, model_ref)
     if structured:
         return StructuredRecords(env, schema)
     return NulRecords(env) if null else PlainRecords(env)

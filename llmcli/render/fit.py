@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-MIB = 1024 * 1024
-GIB = 1024 * MIB
+from llmcli.units import format_bytes
+
 MARKS = {"fits": "✓ fits", "tight": "~ tight", "too big": "✗ too big"}
-
-
-def format_mem(n: int) -> str:
-    """Binary units, as memory is counted: 334 MiB, 23.4 GiB."""
-    if n >= GIB:
-        return f"{n / GIB:.1f} GiB"
-    return f"{n / MIB:.0f} MiB"
 
 
 def mark(verdict: str) -> str:
@@ -25,7 +18,7 @@ def fit_lines(fit: Mapping[str, object]) -> list[str]:
 
     def mem(key: str) -> str:
         value = fit[key]
-        return format_mem(value) if isinstance(value, int) else "?"
+        return format_bytes(value) if isinstance(value, int) else "?"
 
     lines = [
         f"Memory at ctx {fit['ctx']}: {mem('total')} "

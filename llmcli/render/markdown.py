@@ -10,52 +10,47 @@ tail only and only when a line completes (inside an open fence, only when a line
 could close it). A top-level block is final once the next one has started
 (CommonMark decides each line's block from the lines up to it), or at once for a
 closed fence, an ATX/setext heading or a rule. Each final chunk is printed the way
-Rich prints it inside the whole document (see :class:`_AfterBlock`), so the console
-ends up holding exactly ``console.print(AnswerMarkdown(full_text))`` (Rich's
-Markdown with HTML-like text shown as written). The one known
-exception is a link reference definition (``[x]: url``), which can change links in
-blocks printed before it arrived.
+Rich prints it inside the whole document (see
+:class:`~llmcli.render.markdown_live.AfterBlock`), so the console ends up holding
+exactly ``console.print(AnswerMarkdown(full_text))`` (Rich's Markdown with HTML-like
+text shown as written). The one known exception is a link reference definition
+(``[x]: url``), which can change links in blocks printed before it arrived.
+
+This module holds the state machine (what arrived, what is final, what is printed);
+the block rules are in :mod:`llmcli.render.markdown_blocks`, the live area and the
+redraw thread in :mod:`llmcli.render.markdown_live`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import threading
-import time
-from dataclasses import dataclass, field
 from types import TracebackType
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.live import Live
 from rich.markdown import Markdown
-from rich.segment import Segment
-from rich.syntax import Syntax, SyntaxTheme
+from rich.syntax import Syntax
+
+from llmcli.render.markdown_blocks import (
+    FENCE_CANDIDATE,
+    Chunk,
+    OpenList,
+    answer_parser,
+    block_parser,
+    normalize_newlines,
+    strip_indent,
+    top_level_blocks,
+)
+from llmcli.render.markdown_live import (
+    AfterBlock,
+    FencePreview,
+    Lines,
+    OpenBlockView,
+    OpenFence,
+    Ticker,
+)
 
 DEFAULT_CODE_THEME = "monokai"
-
-_FENCE_CANDIDATE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*\n?")
-"""A line that may close a fence; the parser confirms before anything is printed."""
-
-_FINAL_ALONE = {"hr", "heading_open"}
-"""Block types that nothing after them can change (a closed fence is checked apart)."""
-
-Lines = list[list[Segment]]
-
-
-def _answer_parser() -> MarkdownIt:
-    """Rich's parser configuration with raw HTML off: tags are text, shown as written."""
-    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
-
-
-def _block_parser() -> MarkdownIt:
-    """The answer parser, block rules only: inline parsing cannot move a block edge."""
-    return _answer_parser().disable("inline")
 
 
 class AnswerMarkdown(Markdown):
@@ -67,258 +62,12 @@ class AnswerMarkdown(Markdown):
     parsing off, markdown-it keeps tags as literal text.
     """
 
-    _parser = _answer_parser()
+    _parser = answer_parser()
 
     def __init__(self, markup: str, code_theme: str = DEFAULT_CODE_THEME) -> None:
         super().__init__("", code_theme=code_theme)  # Rich's parse of "" costs nothing
         self.markup = markup
         self.parsed = self._parser.parse(markup)
-
-
-def _normalize_newlines(text: str) -> str:
-    """Read ``\\r\\n`` and ``\\r`` as ``\\n``, as markdown-it does, so line numbers agree."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-@dataclass(frozen=True)
-class _Block:
-    """A top-level block of the open tail: its line range and how to tell it is closed."""
-
-    kind: str
-    start: int
-    end: int
-    markup: str
-    info: str
-    content: str
-
-    @property
-    def new_line(self) -> bool:
-        """Whether Rich sets its blank-line-before-next flag after this block (not for a rule)."""
-        return self.kind != "hr"
-
-    def is_final(self) -> bool:
-        """True when no later line can change this block, though nothing follows it yet."""
-        if self.kind == "fence":
-            # markdown-it leaves the closing line out of ``content``: a closed fence has
-            # two lines (opener and closer) more than its content, an open one has one.
-            return self.end - self.start - self.content.count("\n") == 2
-        return self.kind in _FINAL_ALONE
-
-
-def _top_level_blocks(tokens: list[Token]) -> list[_Block]:
-    return [
-        _Block(tok.type, tok.map[0], tok.map[1], tok.markup, tok.info, tok.content)
-        for tok in tokens
-        if tok.level == 0 and tok.nesting >= 0 and tok.map is not None
-    ]
-
-
-@dataclass(frozen=True)
-class _OpenList:
-    """The open tail is a list: where its items start, to draw only the last ones."""
-
-    ordered: bool
-    start: int
-    item_starts: list[int]
-    """Tail line index of each top-level item's first line."""
-
-    @property
-    def kind(self) -> str:
-        return "ordered_list_open" if self.ordered else "bullet_list_open"
-
-    def with_items(self, from_last: list[int]) -> _OpenList:
-        """This list with its last item's starts replaced by ``from_last`` (it begins there)."""
-        return _OpenList(self.ordered, self.start, [*self.item_starts[:-1], *from_last])
-
-    @classmethod
-    def find(cls, tokens: list[Token], cut: int) -> _OpenList | None:
-        """The list that starts the tail once ``cut`` lines are gone, if the last block is one."""
-        opener = next(
-            (
-                tok
-                for tok in reversed(tokens)
-                if tok.level == 0 and tok.nesting == 1 and tok.map is not None
-            ),
-            None,
-        )
-        if opener is None or opener.type not in ("bullet_list_open", "ordered_list_open"):
-            return None
-        assert opener.map is not None
-        starts = [
-            tok.map[0] - cut
-            for tok in tokens
-            if tok.type == "list_item_open"
-            and tok.level == 1
-            and tok.map is not None
-            and tok.map[0] >= opener.map[0]
-        ]
-        ordered = opener.type == "ordered_list_open"
-        return cls(ordered, int(opener.attrs.get("start", 1)), starts)
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    """Final blocks cut from the tail, waiting to be printed."""
-
-    text: str
-    has_blocks: bool
-    new_line_after: bool
-
-    @classmethod
-    def of(cls, text: str, blocks: list[_Block]) -> _Chunk:
-        return cls(text, bool(blocks), blocks[-1].new_line if blocks else False)
-
-
-class _AfterBlock:
-    """Markdown rendered as Rich renders it after a block that sets the blank-line flag.
-
-    Rich puts a blank line before a top-level element when the element closed just
-    before it left a flag set (a rule clears it), unless the element's own children
-    set the flag (a list always starts with one). Rendering ``PREFIX + text`` and
-    dropping the prefix's line lets Rich make that decision itself, as in the whole
-    document.
-    """
-
-    PREFIX = "x\n\n"
-    PREFIX_LINES = 1
-
-    def __init__(self, markdown: Markdown) -> None:
-        self.markdown = markdown
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        lines = console.render_lines(
-            self.markdown, options.update(height=None), pad=False, new_lines=True
-        )
-        for line in lines[self.PREFIX_LINES :]:
-            yield from line
-
-
-@dataclass
-class _OpenFence:
-    """The open tail (from its first line) is this top-level fence, not closed yet."""
-
-    marker: str
-    info: str
-    indent: int
-    """Spaces before the opening marker; CommonMark removes as many from each code line."""
-    renderer: _FencePreview = field(repr=False)
-
-
-class _FencePreview:
-    """An open code block drawn line by line, each complete line rendered once.
-
-    Re-rendering a whole code block through Rich costs ~0.5 ms a line, so a 25-line
-    preview redrawn at 12 Hz would cost more CPU than the model. Lines are highlighted
-    one by one and cached; only the line being written is rendered again. A line
-    inside a multi-line string may be coloured differently until the block completes
-    and is printed whole (exactly as Rich prints it).
-    """
-
-    def __init__(self, info: str, theme: SyntaxTheme) -> None:
-        self.theme = theme
-        name = info.partition(" ")[0] or "text"
-        self.lexer: Lexer | str = name
-        with contextlib.suppress(ClassNotFound):
-            # Rich's own lexer options (Syntax.lexer), looked up once instead of per line.
-            self.lexer = get_lexer_by_name(name, stripnl=False, ensurenl=True, tabsize=4)
-        self._cache: dict[tuple[str, int], Lines] = {}
-
-    def _syntax(self, code: str) -> Syntax:
-        return Syntax(code, self.lexer, theme=self.theme, word_wrap=True, padding=(0, 1))
-
-    def line(self, console: Console, options: ConsoleOptions, code: str, cache: bool) -> Lines:
-        key = (code, options.max_width)
-        lines = self._cache.get(key)
-        if lines is None:
-            lines = console.render_lines(self._syntax(code), options, pad=False)
-            if cache:
-                self._cache[key] = lines
-        return lines
-
-    def render(
-        self,
-        console: Console,
-        options: ConsoleOptions,
-        code_lines: list[str],
-        partial: str,
-        complete: bool,
-        max_lines: int,
-    ) -> Lines:
-        """The block's last ``max_lines`` lines; ``complete``: ``code_lines`` start at the top."""
-        pad = self.line(console, options, "", cache=True)
-        out: Lines = [*pad]  # bottom padding
-        sources = [(line, True) for line in code_lines]
-        if partial:
-            sources.append((partial, False))
-        while sources and not sources[-1][0].strip():  # Rich strips trailing blank lines
-            sources.pop()
-        for code, cacheable in reversed(sources):
-            if len(out) >= max_lines:
-                break
-            out[:0] = self.line(console, options, code, cacheable)
-        else:
-            if complete:
-                out[:0] = pad  # top padding
-        return out[-max_lines:]
-
-
-class _OpenBlockView:
-    """The live area: the open block rendered, cropped to the terminal from the top.
-
-    Live keeps this object and renders it on each refresh and whenever something is
-    printed above it, so it reads the current state then. The result is cached by
-    state version, which bounds rendering work to the refresh rate.
-    """
-
-    def __init__(self, owner: StreamingMarkdown) -> None:
-        self._owner = owner
-        self._key: tuple[int, int, int] | None = None
-        self._lines: Lines = []
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        max_lines = max(1, options.size.height - 1)
-        key = (self._owner.version, options.max_width, max_lines)
-        if key != self._key:
-            # Soft wrap (no_wrap) would let the terminal wrap lines Rich counted as
-            # one, and the live area would then erase too few lines: always wrap.
-            render_options = options.update(height=None, no_wrap=False, overflow=None)
-            self._lines = self._owner._render_open_block(console, render_options, max_lines)
-            self._key = key
-        new_line = Segment.line()
-        for index, line in enumerate(self._lines):
-            if index:
-                yield new_line
-            yield from line
-
-
-class _Ticker(threading.Thread):
-    """Redraws the live area at a bounded rate, only when the text changed, and within
-    a CPU budget: after a redraw that took ``t`` seconds the next one waits at least
-    ``t / MAX_SHARE``, so a block that is slow to render (a big table) is redrawn
-    less often instead of competing with the model for the CPU."""
-
-    MAX_SHARE = 0.03
-
-    def __init__(self, owner: StreamingMarkdown, interval: float) -> None:
-        super().__init__(name="llmcli-markdown-refresh", daemon=True)
-        self._owner = owner
-        self._interval = interval
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        drawn, not_before = -1, 0.0
-        while not self._done.wait(self._interval):
-            version = self._owner.version
-            started = time.perf_counter()
-            if version != drawn and started >= not_before:
-                drawn = version
-                self._owner.refresh()
-                not_before = started + (time.perf_counter() - started) / self.MAX_SHARE
-
-    def stop(self) -> None:
-        self._done.set()
-        if self.is_alive() and self is not threading.current_thread():
-            self.join()
 
 
 class StreamingMarkdown:
@@ -353,22 +102,26 @@ class StreamingMarkdown:
         self.console = console
         self.code_theme = code_theme
         self._theme = Syntax.get_theme(code_theme)
-        self._parser = _block_parser()
+        self._parser = block_parser()
         self._lock = threading.Lock()  # guards the text state; held briefly, never to draw
         self._draw_lock = threading.RLock()  # orders every write to the console
         self._lines: list[str] = []  # complete lines of the open tail, each ending in "\n"
         self._partial = ""  # the incomplete last line
         self._held_cr = False  # a trailing "\r" whose "\n" may come with the next piece
-        self._fence: _OpenFence | None = None
-        self._list: _OpenList | None = None
-        self._unprinted: list[_Chunk] = []  # cut from the tail, not yet on the console
+        self._fence: OpenFence | None = None
+        self._list: OpenList | None = None
+        self._unprinted: list[Chunk] = []  # cut from the tail, not yet on the console
         self._version = 0
         self._printed_any = False  # printing state: what the console holds
         self._blank_before_next = False
         self._tail_after_block = False  # the same once every cut chunk is printed
         self._done = False
-        self._view = _OpenBlockView(self)
-        self._ticker = _Ticker(self, 1.0 / refresh_per_second) if auto_refresh else None
+        self._view = OpenBlockView(lambda: self._version, self._render_open_block)
+        self._ticker = (
+            Ticker(lambda: self._version, self.refresh, 1.0 / refresh_per_second)
+            if auto_refresh
+            else None
+        )
         self._live = Live(
             console=console,
             get_renderable=lambda: self._view,
@@ -424,7 +177,7 @@ class StreamingMarkdown:
         if text.endswith("\r"):
             text = text[:-1]
             self._held_cr = True
-        text = _normalize_newlines(text)
+        text = normalize_newlines(text)
         with self._lock:
             self._partial += text
             self._version += 1
@@ -452,8 +205,8 @@ class StreamingMarkdown:
             self._fence, self._list = None, None
             self._version += 1
             if rest:
-                blocks = _top_level_blocks(self._parser.parse(rest))
-                self._unprinted.append(_Chunk.of(rest, blocks))
+                blocks = top_level_blocks(self._parser.parse(rest))
+                self._unprinted.append(Chunk.of(rest, blocks))
         if self._ticker is not None:
             self._ticker.stop()
         with self._draw_lock:
@@ -491,10 +244,10 @@ class StreamingMarkdown:
             return False
         last_start = open_list.item_starts[-1]
         tokens = self._parser.parse("".join(self._lines[last_start:]))
-        blocks = _top_level_blocks(tokens)
+        blocks = top_level_blocks(tokens)
         if len(blocks) != 1 or blocks[0].kind != open_list.kind or blocks[0].start != 0:
             return False
-        found = _OpenList.find(tokens, -last_start)
+        found = OpenList.find(tokens, -last_start)
         if found is None:
             return False
         with self._lock:
@@ -505,7 +258,7 @@ class StreamingMarkdown:
         assert self._fence is not None
         marker = self._fence.marker
         for line in self._lines[first_new:]:
-            match = _FENCE_CANDIDATE.fullmatch(line)
+            match = FENCE_CANDIDATE.fullmatch(line)
             if match and match[1][0] == marker[0] and len(match[1]) >= len(marker):
                 return True
         return False
@@ -513,14 +266,14 @@ class StreamingMarkdown:
     def _cut(self) -> bool:
         """Move the final blocks from the tail to ``_unprinted`` (called under the lock)."""
         tokens = self._parser.parse("".join(self._lines))
-        blocks = _top_level_blocks(tokens)
+        blocks = top_level_blocks(tokens)
         if not blocks:
             return False
         last = blocks[-1]
         cut = last.end if last.is_final() else last.start
-        self._list = _OpenList.find(tokens, cut) if cut == last.start else None
+        self._list = OpenList.find(tokens, cut) if cut == last.start else None
         if cut:
-            chunk = _Chunk.of("".join(self._lines[:cut]), [b for b in blocks if b.start < cut])
+            chunk = Chunk.of("".join(self._lines[:cut]), [b for b in blocks if b.start < cut])
             self._unprinted.append(chunk)
             if chunk.has_blocks:
                 self._tail_after_block = chunk.new_line_after
@@ -530,8 +283,8 @@ class StreamingMarkdown:
             if self._fence is None:
                 opener = self._lines[0]
                 indent = len(opener) - len(opener.lstrip(" "))
-                preview = _FencePreview(last.info, self._theme)
-                self._fence = _OpenFence(last.markup, last.info, indent, preview)
+                preview = FencePreview(last.info, self._theme)
+                self._fence = OpenFence(last.markup, last.info, indent, preview)
         else:
             self._fence = None
         return cut > 0
@@ -541,9 +294,7 @@ class StreamingMarkdown:
     def _markdown(self, text: str, after_block: bool) -> RenderableType:
         """``text`` rendered as it renders in the whole answer, after what was printed."""
         if after_block:
-            return _AfterBlock(
-                AnswerMarkdown(_AfterBlock.PREFIX + text, code_theme=self.code_theme)
-            )
+            return AfterBlock(AnswerMarkdown(AfterBlock.PREFIX + text, code_theme=self.code_theme))
         return AnswerMarkdown(text, code_theme=self.code_theme)
 
     def _print_unprinted(self) -> None:
@@ -586,8 +337,8 @@ class StreamingMarkdown:
                 return []
             markdown = self._markdown(text, after_block)
             return console.render_lines(markdown, options, pad=False)[-max_lines:]
-        code = [_strip_indent(line[:-1], fence.indent) for line in code]
-        partial = _strip_indent(partial, fence.indent)
+        code = [strip_indent(line[:-1], fence.indent) for line in code]
+        partial = strip_indent(partial, fence.indent)
         rendered = fence.renderer.render(console, options, code, partial, complete, max_lines)
         if after_block and complete and len(rendered) < max_lines:
             rendered.insert(0, [])  # the blank line Rich puts before the code block
@@ -599,7 +350,7 @@ class StreamingMarkdown:
         options: ConsoleOptions,
         lines: list[str],
         partial: str,
-        open_list: _OpenList,
+        open_list: OpenList,
         max_lines: int,
     ) -> Lines:
         """The last lines of a long open list, rendered from its last items only.
@@ -623,11 +374,3 @@ class StreamingMarkdown:
             if len(rendered) >= max_lines or first == 0:
                 return rendered[-max_lines:]
             first = max(0, 2 * first - len(starts))  # twice as many items
-
-
-def _strip_indent(line: str, indent: int) -> str:
-    """Remove up to ``indent`` leading spaces, as CommonMark does inside an indented fence."""
-    if not indent:
-        return line
-    stripped = line.lstrip(" ")
-    return line[min(indent, len(line) - len(stripped)) :]

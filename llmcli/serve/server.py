@@ -398,7 +398,7 @@ class _Turn:
                 frame: dict[str, Any] = {"p": piece.text, "i": piece.token_id}
                 if piece.logprob is not None:
                     frame["l"] = piece.logprob
-                    frame["t"] = piece.top
+                    frame["t"], frame["ti"] = piece.top, piece.top_ids
                 if not self._send(frame):
                     break
         finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from llmcli.engine.base import Engine, Message, Prompt, PromptInput, Sampling, encode
 from llmcli.errors import Interrupted, ServiceUnavailable, Terminated
@@ -49,11 +48,14 @@ def ask_prompt(
     """The prompt for the request; a local prompt is checked against the context here
     (a server enforces its own window and says so)."""
     if request.continued is not None:
+        system = request.system
+        if system is None and request.continued.conversation is None:
+            system = request.default_system  # a new conversation gets the configured one
         prompt: PromptInput = request.continued.prompt(
             engine,
             model_name=request.model_name,
             model_ref=request.model_ref,
-            system=request.system,
+            system=system,
             text=request.text,
             max_tokens=sampling.max_tokens,
             notice=notice,
@@ -89,25 +91,3 @@ def raise_for(result: TurnResult) -> None:
         raise ServiceUnavailable(
             result.stats.error or "generation failed", hint="the answer above is incomplete"
         )
-
-
-def answer_json(model_name: str, result: TurnResult, logprobs: int) -> dict[str, Any]:
-    """The ``--json`` object of one answer."""
-    data: dict[str, Any] = {
-        "model": model_name,
-        "text": result.text,
-        "finish_reason": result.stats.finish_reason,
-        "stats": result.stats.to_dict(),
-    }
-    if logprobs:
-        data["tokens"] = [
-            {
-                "id": p.token_id if p.token_id >= 0 else None,  # remote servers send no ids
-                "text": p.text,
-                "logprob": p.logprob,
-                "top": [{"token": t, "logprob": lp} for t, lp in (p.top or [])],
-            }
-            for p in result.pieces
-            if p.logprob is not None
-        ]
-    return data

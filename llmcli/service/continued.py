@@ -15,11 +15,12 @@ class ContinuedAsk:
 
     With no conversation yet, the turn starts one. Without ``-m`` the conversation's
     own model is used, so ``ask -c`` after a chat goes on with the model of that chat.
+    ``fresh`` always starts a new one: a plain ``ask`` saved in history (``save_ask``).
     """
 
-    def __init__(self, store: HistoryStore | None = None) -> None:
+    def __init__(self, store: HistoryStore | None = None, *, fresh: bool = False) -> None:
         self.store = store or HistoryStore()
-        last = self.store.last_id()
+        last = None if fresh else self.store.last_id()
         self.conversation = self.store.load(last) if last is not None else None
         self.model_ref = self.store.info(last).model_ref if last is not None else None
         self.session: ChatSession | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from llmcli import paths
 from llmcli.config import Settings
 from llmcli.context import Environment
-from llmcli.engine.base import Engine, LoadOptions, LoraSpec, TokenLevel
+from llmcli.engine.base import Embeddings, Engine, LoadOptions, LoraSpec, TokenLevel
 from llmcli.engine.hardware import parse_gpu_layers
 from llmcli.engine.template import BUILTIN_FORMATS
 from llmcli.errors import DataError, ModelNotFound, UsageError
@@ -216,9 +216,10 @@ def load_token_level(
     settings: Settings,
     env: Environment,
     offer_pull: PullOffer | None = None,
-) -> tuple[Engine, TokenLevel]:
-    """An engine and its token-level view, or a usage error for one that has none."""
-    engine, _ = load_engine(flags, settings, env, offer_pull)
+) -> tuple[Engine, TokenLevel, ResolvedModel]:
+    """An engine, its token-level view and the model it runs, or a usage error for an
+    engine without token ids."""
+    engine, resolved = load_engine(flags, settings, env, offer_pull)
     tokens = engine.token_level()
     if tokens is None:
         engine.close()
@@ -226,4 +227,33 @@ def load_token_level(
             "this command needs a local model (llama.cpp), not a server",
             hint="pass -m PATH.gguf or a pulled model, without --base-url/--engine openai",
         )
-    return engine, tokens
+    return engine, tokens, resolved
+
+
+IN_PROCESS = "0"
+"""``keep_alive`` for work on the model's native handles in this process (side contexts)."""
+
+
+def load_embeddings(
+    flags: ModelFlags,
+    settings: Settings,
+    env: Environment,
+    offer_pull: PullOffer | None = None,
+) -> tuple[Engine, Embeddings, ResolvedModel]:
+    """An engine, its embeddings and the model it runs, or a usage error for an engine
+    that has none.
+
+    A local model is always loaded in this process, whatever ``keep_alive`` says: its
+    embeddings run on a side context of the model's native handles, which the engine
+    server does not lend. A server (``--base-url``) answers ``/v1/embeddings``.
+    """
+    flags = replace(flags, keep_alive=IN_PROCESS)
+    engine, resolved = load_engine(flags, settings, env, offer_pull)
+    capability = engine.embeddings()
+    if capability is None:
+        engine.close()
+        raise UsageError(
+            f"{engine.model_name} gives no embeddings here",
+            hint="use a local GGUF model or a server with /v1/embeddings (--base-url)",
+        )
+    return engine, capability, resolved

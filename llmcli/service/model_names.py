@@ -26,13 +26,13 @@ def print_model_names(out: IO[str], *, describe: bool) -> None:
 
 def model_names() -> dict[str, str]:
     """``{name: description}``: aliases first, then the references of pulled models."""
-    from llmcli.doctor import format_size
     from llmcli.store.catalog import list_stored, load_aliases
+    from llmcli.units import format_bytes
 
     names = {name: f"alias of {target}" for name, target in sorted(load_aliases().items())}
     stored, _problems = list_stored()
     for model in sorted(stored, key=lambda m: m.ref):
-        names.setdefault(model.ref, f"pulled, {format_size(model.manifest.size)}")
+        names.setdefault(model.ref, f"pulled, {format_bytes(model.manifest.size)}")
     return names
 
 

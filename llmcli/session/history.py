@@ -62,14 +62,15 @@ class ConversationInfo:
     title: str
 
     def to_dict(self) -> dict[str, Any]:
+        """``history list --json``'s object (docs/json.md): ``message_count`` is a count."""
         return {
             "id": self.id,
             "created": _iso(self.created),
             "updated": _iso(self.updated),
             "model": self.model,
-            "model_ref": self.model_ref,
+            "ref": self.model_ref,
             "system": self.system,
-            "messages": self.messages,
+            "message_count": self.messages,
             "title": self.title,
         }
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmcli.errors import DataError
-from llmcli.store.gguf import GGUFFile, TensorInfo, read_gguf
+from llmcli.store.gguf import read_gguf
+from llmcli.store.gguf_header import GGUFFile, TensorInfo
 
 _A, _B = ".lora_a", ".lora_b"
 MISMATCH_HINT = "use an adapter made for this base model (see 'llmcli models show ADAPTER')"

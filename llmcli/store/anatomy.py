@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcli.store.gguf import GGUFFile, TensorInfo
+from llmcli.store.gguf_header import GGUFFile, TensorInfo
 
 _BLOCK_TENSOR = re.compile(r"^blk\.(\d+)\.(.+)$")
 

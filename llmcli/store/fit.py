@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmcli.store.gguf import GGUFFile
+from llmcli.store.gguf_header import GGUFFile
 
 MIB = 1024 * 1024
 RUNTIME_BYTES = 52 * MIB

@@ -8,390 +8,55 @@ every count and length against fixed bounds *and* against the bytes the file
 can still hold before allocating anything, and turns every problem into a
 ``GGUFError`` that names the file.
 
+This module is the parser and the entry points (``read_gguf``, ``read_gguf_stream``,
+``check_model_file``); what it returns (``GGUFFile``, ``TensorInfo``, ``GGUFError``)
+is in :mod:`llmcli.store.gguf_header`, the bounded byte reads and their limits in
+:mod:`llmcli.store.gguf_bytes`.
+
 Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import struct
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from llmcli.errors import DataError, ModelNotFound
-
-MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
-DEFAULT_ALIGNMENT = 32
-
-# Bounds that no real model comes near but that stop a hostile header from
-# making us allocate or loop without end. Each count is also checked against
-# the bytes left in the file (every item takes a minimum number of bytes).
-DEFAULT_MAX_METADATA_BYTES = 64 * 1024 * 1024  # Gemma's 262k-token vocab is ~6 MB
-MAX_TENSORS = 1 << 20
-MAX_KV = 1 << 16
-MAX_KEY_BYTES = 65_535  # the spec's limit for keys
-MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates are a few KB, licenses tens
-MAX_ARRAY_LEN = 1 << 22  # a 262,144-token vocabulary is normal; billions is not
-MAX_ARRAY_DEPTH = 4
-MAX_TENSOR_NAME_BYTES = 1024  # ggml itself stops at 64
-MAX_DIMS = 4  # GGML_MAX_DIMS
-MAX_ELEMENTS = 1 << 62  # ggml counts elements in int64
-MAX_ALIGNMENT = 1 << 20
-
-_READ_CHUNK = 1 << 20
-_TENSOR_INFO_MIN_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
-_KV_MIN_BYTES = 8 + 4 + 1  # key length, value type, smallest value
-
-# GGUF value types (gguf.md "gguf_metadata_value_type").
-T_UINT8, T_INT8, T_UINT16, T_INT16, T_UINT32, T_INT32, T_FLOAT32 = range(7)
-T_BOOL, T_STRING, T_ARRAY, T_UINT64, T_INT64, T_FLOAT64 = range(7, 13)
-_SCALAR_FORMATS = {
-    T_UINT8: "B",
-    T_INT8: "b",
-    T_UINT16: "H",
-    T_INT16: "h",
-    T_UINT32: "I",
-    T_INT32: "i",
-    T_FLOAT32: "f",
-    T_BOOL: "B",
-    T_UINT64: "Q",
-    T_INT64: "q",
-    T_FLOAT64: "d",
-}
-_STRING_MIN_BYTES = 8
-
-# ggml type id -> (name, elements per block, bytes per block), from ggml.h / gguf-py.
-GGML_TYPES: dict[int, tuple[str, int, int]] = {
-    0: ("F32", 1, 4),
-    1: ("F16", 1, 2),
-    2: ("Q4_0", 32, 18),
-    3: ("Q4_1", 32, 20),
-    6: ("Q5_0", 32, 22),
-    7: ("Q5_1", 32, 24),
-    8: ("Q8_0", 32, 34),
-    9: ("Q8_1", 32, 40),
-    10: ("Q2_K", 256, 84),
-    11: ("Q3_K", 256, 110),
-    12: ("Q4_K", 256, 144),
-    13: ("Q5_K", 256, 176),
-    14: ("Q6_K", 256, 210),
-    15: ("Q8_K", 256, 292),
-    16: ("IQ2_XXS", 256, 66),
-    17: ("IQ2_XS", 256, 74),
-    18: ("IQ3_XXS", 256, 98),
-    19: ("IQ1_S", 256, 50),
-    20: ("IQ4_NL", 32, 18),
-    21: ("IQ3_S", 256, 110),
-    22: ("IQ2_S", 256, 82),
-    23: ("IQ4_XS", 256, 136),
-    24: ("I8", 1, 1),
-    25: ("I16", 1, 2),
-    26: ("I32", 1, 4),
-    27: ("I64", 1, 8),
-    28: ("F64", 1, 8),
-    29: ("IQ1_M", 256, 56),
-    30: ("BF16", 1, 2),
-    34: ("TQ1_0", 256, 54),
-    35: ("TQ2_0", 256, 66),
-    39: ("MXFP4", 32, 17),
-    40: ("NVFP4", 64, 36),
-    41: ("Q1_0", 128, 18),
-}
-
-# general.file_type (llama.h ``llama_ftype``) -> the name people use for the quantization.
-FILE_TYPES: dict[int, str] = {
-    0: "F32",
-    1: "F16",
-    2: "Q4_0",
-    3: "Q4_1",
-    4: "Q4_1_SOME_F16",
-    7: "Q8_0",
-    8: "Q5_0",
-    9: "Q5_1",
-    10: "Q2_K",
-    11: "Q3_K_S",
-    12: "Q3_K_M",
-    13: "Q3_K_L",
-    14: "Q4_K_S",
-    15: "Q4_K_M",
-    16: "Q5_K_S",
-    17: "Q5_K_M",
-    18: "Q6_K",
-    19: "IQ2_XXS",
-    20: "IQ2_XS",
-    21: "Q2_K_S",
-    22: "IQ3_XS",
-    23: "IQ3_XXS",
-    24: "IQ1_S",
-    25: "IQ4_NL",
-    26: "IQ3_S",
-    27: "IQ3_M",
-    28: "IQ2_S",
-    29: "IQ2_M",
-    30: "IQ4_XS",
-    31: "IQ1_M",
-    32: "BF16",
-    36: "TQ1_0",
-    37: "TQ2_0",
-    38: "MXFP4_MOE",
-    39: "NVFP4",
-    40: "Q1_0",
-}
-
-CORRUPT_HINT = "the file is damaged or not a llama.cpp model: download it again"
-TRUNCATED_HINT = "the download was probably interrupted: download the model again"
-
-
-class GGUFError(DataError):
-    """A file that is not a usable GGUF model; the message names the file and the problem."""
-
-    def __init__(
-        self, message: str, hint: str | None = CORRUPT_HINT, *, path: Path | str | None = None
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.path = path
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One row of the tensor table. ``shape`` is in ggml order (fastest-varying first)."""
-
-    name: str
-    shape: tuple[int, ...]
-    ggml_type: int
-    offset: int  # relative to GGUFFile.data_offset
-
-    @property
-    def type_name(self) -> str:
-        return GGML_TYPES[self.ggml_type][0] if self.ggml_type in GGML_TYPES else "?"
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for dim in self.shape:
-            n *= dim
-        return n
-
-    @property
-    def n_bytes(self) -> int:
-        _, block, size = GGML_TYPES[self.ggml_type]
-        return self.n_elements // block * size
-
-
-@dataclass
-class GGUFFile:
-    """Everything in a GGUF header; tensor data is never read."""
-
-    path: Path
-    version: int
-    metadata: dict[str, Any]
-    tensors: list[TensorInfo]
-    data_offset: int
-    file_size: int
-    alignment: int
-    byte_order: str = field(default="little")
-
-    @property
-    def architecture(self) -> str | None:
-        value = self.metadata.get("general.architecture")
-        return value if isinstance(value, str) else None
-
-    @property
-    def name(self) -> str:
-        value = self.metadata.get("general.name")
-        return value if isinstance(value, str) and value else self.path.stem
-
-    def arch_value(self, key: str) -> Any:
-        """``{architecture}.{key}``, e.g. ``arch_value("context_length")``; None when absent."""
-        if self.architecture is None:
-            return None
-        return self.metadata.get(f"{self.architecture}.{key}")
-
-    @property
-    def context_length(self) -> int | None:
-        return _as_int(self.arch_value("context_length"))
-
-    @property
-    def block_count(self) -> int | None:
-        return _as_int(self.arch_value("block_count"))
-
-    @property
-    def chat_template(self) -> str | None:
-        value = self.metadata.get("tokenizer.chat_template")
-        return value if isinstance(value, str) else None
-
-    @property
-    def template_sha256(self) -> str | None:
-        template = self.chat_template
-        if template is None:
-            return None
-        return hashlib.sha256(template.encode("utf-8", "surrogatepass")).hexdigest()
-
-    @property
-    def file_type_name(self) -> str | None:
-        """The quantization: ``general.file_type``, else the type holding most weights."""
-        file_type = self.metadata.get("general.file_type")
-        if isinstance(file_type, int) and file_type in FILE_TYPES:
-            return FILE_TYPES[file_type]
-        return self.dominant_type_name
-
-    @property
-    def dominant_type_name(self) -> str | None:
-        weights: Counter[str] = Counter()
-        for tensor in self.tensors:
-            weights[tensor.type_name] += tensor.n_elements
-        return weights.most_common(1)[0][0] if weights else None
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(tensor.n_elements for tensor in self.tensors)
-
-    @property
-    def is_lora_adapter(self) -> bool:
-        return self.metadata.get("general.type") == "adapter"
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return None
-
-
-class _HeaderReader:
-    """Sequential reads over a buffered file, refusing to run past the file or the byte budget."""
-
-    def __init__(self, stream: IO[bytes], path: Path, file_size: int, limit: int) -> None:
-        self._stream = stream
-        self.path = path
-        self.file_size = file_size
-        self._limit = limit
-        self._buf = b""
-        self._pos = 0  # position inside _buf
-        self._base = 0  # file offset of _buf[0]
-        self.order = "<"
-        self._u32 = struct.Struct("<I")
-        self._u64 = struct.Struct("<Q")
-
-    @property
-    def offset(self) -> int:
-        return self._base + self._pos
-
-    @property
-    def remaining(self) -> int:
-        return self.file_size - self.offset
-
-    def set_byte_order(self, order: str) -> None:
-        self.order = order
-        self._u32 = struct.Struct(order + "I")
-        self._u64 = struct.Struct(order + "Q")
-
-    def fail(self, problem: str, hint: str = CORRUPT_HINT) -> GGUFError:
-        return GGUFError(f"{self.path}: {problem}", hint=hint, path=self.path)
-
-    def _fill(self, n: int) -> None:
-        """Make sure ``n`` bytes are buffered at the current position."""
-        have = len(self._buf) - self._pos
-        if have >= n:
-            return
-        end = self.offset + n
-        if end > self.file_size:
-            raise self.fail(
-                f"truncated GGUF file: the header needs byte {end:,} "
-                f"but the file has only {self.file_size:,} bytes",
-                hint=TRUNCATED_HINT,
-            )
-        if end > self._limit:
-            raise self.fail(
-                f"GGUF header is larger than {self._limit:,} bytes (refusing to read more)"
-            )
-        # Read ahead a chunk, but never past the byte budget.
-        want = max(n - have, min(_READ_CHUNK, self._limit - self.offset - have))
-        chunks = [self._buf[self._pos :]]
-        got = have
-        try:
-            while got < n:
-                chunk = self._stream.read(want - (got - have))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                got += len(chunk)
-        except OSError as exc:
-            raise self.fail(f"cannot read: {exc.strerror or exc}", hint="check the disk") from exc
-        self._base += self._pos
-        self._buf = b"".join(chunks)
-        self._pos = 0
-        if len(self._buf) < n:
-            raise self.fail(
-                f"truncated GGUF file: ended at byte {self.offset + len(self._buf):,}",
-                hint=TRUNCATED_HINT,
-            )
-
-    def take(self, n: int) -> bytes:
-        self._fill(n)
-        data = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return data
-
-    def u32(self) -> int:
-        self._fill(4)
-        (value,) = self._u32.unpack_from(self._buf, self._pos)
-        self._pos += 4
-        return int(value)
-
-    def u64(self) -> int:
-        self._fill(8)
-        (value,) = self._u64.unpack_from(self._buf, self._pos)
-        self._pos += 8
-        return int(value)
-
-    def string(self, what: str, max_bytes: int = MAX_STRING_BYTES) -> str:
-        length = self.u64()
-        if length > max_bytes:
-            raise self.fail(f"{what} is {length:,} bytes long (limit {max_bytes:,})")
-        return self.take(length).decode("utf-8", "replace")
-
-    def scalars(self, fmt: str, count: int) -> tuple[Any, ...]:
-        """``count`` fixed-size values of struct format ``fmt`` in one unpack."""
-        st = struct.Struct(f"{self.order}{count}{fmt}")
-        self._fill(st.size)
-        values = st.unpack_from(self._buf, self._pos)
-        self._pos += st.size
-        return values
-
-    def strings(self, count: int, what: str) -> list[str]:
-        """``count`` strings: the hot loop of a tokenizer vocabulary, so it works on the buffer."""
-        out: list[str] = []
-        append = out.append
-        unpack_u64 = self._u64.unpack_from
-        buf, pos = self._buf, self._pos
-        end = len(buf)
-        for _ in range(count):
-            if end - pos < 8:
-                buf, pos, end = self._refill(pos, 8)
-            (length,) = unpack_u64(buf, pos)
-            stop = pos + 8 + length
-            if stop > end or length > MAX_STRING_BYTES:
-                if length > MAX_STRING_BYTES:
-                    self._pos = pos
-                    raise self.fail(f"a string in {what} is {length:,} bytes long")
-                buf, pos, end = self._refill(pos, 8 + length)
-                stop = pos + 8 + length
-            append(buf[pos + 8 : stop].decode("utf-8", "replace"))
-            pos = stop
-        self._pos = pos
-        return out
-
-    def _refill(self, pos: int, n: int) -> tuple[bytes, int, int]:
-        self._pos = pos
-        self._fill(n)
-        return self._buf, self._pos, len(self._buf)
+from llmcli.errors import ModelNotFound
+from llmcli.store.gguf_bytes import (
+    DEFAULT_ALIGNMENT,
+    DEFAULT_MAX_METADATA_BYTES,
+    KV_MIN_BYTES,
+    MAGIC,
+    MAX_ALIGNMENT,
+    MAX_ARRAY_DEPTH,
+    MAX_ARRAY_LEN,
+    MAX_DIMS,
+    MAX_ELEMENTS,
+    MAX_KEY_BYTES,
+    MAX_KV,
+    MAX_TENSOR_NAME_BYTES,
+    MAX_TENSORS,
+    SCALAR_FORMATS,
+    STRING_MIN_BYTES,
+    SUPPORTED_VERSIONS,
+    T_ARRAY,
+    T_BOOL,
+    T_FLOAT32,
+    T_STRING,
+    TENSOR_INFO_MIN_BYTES,
+    HeaderReader,
+)
+from llmcli.store.gguf_header import (
+    CORRUPT_HINT,
+    GGML_TYPES,
+    TRUNCATED_HINT,
+    GGUFError,
+    GGUFFile,
+    TensorInfo,
+)
 
 
 def read_gguf(
@@ -410,7 +75,7 @@ def read_gguf(
                 raise GGUFError(
                     f"{path} is not a regular file", hint="pass a .gguf model file", path=path
                 )
-            reader = _HeaderReader(raw, path, info.st_size, max_metadata_bytes)
+            reader = HeaderReader(raw, path, info.st_size, max_metadata_bytes)
             return _parse(reader)
     except GGUFError:
         raise
@@ -446,14 +111,14 @@ def read_gguf_stream(
     Only the header is read from ``stream``; tensor extents are checked against
     ``file_size``, as for a file on disk.
     """
-    reader = _HeaderReader(stream, Path(name), file_size, max_metadata_bytes)
+    reader = HeaderReader(stream, Path(name), file_size, max_metadata_bytes)
     try:
         return _parse(reader)
     except (MemoryError, RecursionError) as exc:  # pragma: no cover - bounds should prevent these
         raise GGUFError(f"{name}: GGUF header too large to read", path=name) from exc
 
 
-def _parse(reader: _HeaderReader) -> GGUFFile:
+def _parse(reader: HeaderReader) -> GGUFFile:
     path = reader.path
     if reader.file_size < 4:
         raise GGUFError(
@@ -471,8 +136,8 @@ def _parse(reader: _HeaderReader) -> GGUFFile:
     version = _read_version(reader)
     n_tensors = reader.u64()
     n_kv = reader.u64()
-    _check_count(reader, n_tensors, MAX_TENSORS, _TENSOR_INFO_MIN_BYTES, "tensor count")
-    _check_count(reader, n_kv, MAX_KV, _KV_MIN_BYTES, "metadata key count")
+    _check_count(reader, n_tensors, MAX_TENSORS, TENSOR_INFO_MIN_BYTES, "tensor count")
+    _check_count(reader, n_kv, MAX_KV, KV_MIN_BYTES, "metadata key count")
     metadata = _read_metadata(reader, n_kv)
     alignment = _alignment(reader, metadata)
     tensors = _read_tensor_infos(reader, n_tensors, alignment)
@@ -503,7 +168,7 @@ def _what_it_starts_with(magic: bytes) -> str:
     return "it does not start with the GGUF signature"
 
 
-def _read_version(reader: _HeaderReader) -> int:
+def _read_version(reader: HeaderReader) -> int:
     version = reader.u32()
     swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
     if version not in SUPPORTED_VERSIONS and swapped in SUPPORTED_VERSIONS:
@@ -524,7 +189,7 @@ def _read_version(reader: _HeaderReader) -> int:
     )
 
 
-def _check_count(reader: _HeaderReader, count: int, limit: int, min_bytes: int, what: str) -> None:
+def _check_count(reader: HeaderReader, count: int, limit: int, min_bytes: int, what: str) -> None:
     """Refuse a count before allocating: too many in absolute terms, or for the bytes left."""
     if count > limit:
         raise reader.fail(f"{what} {count:,} is absurd (limit {limit:,})")
@@ -535,7 +200,7 @@ def _check_count(reader: _HeaderReader, count: int, limit: int, min_bytes: int, 
         )
 
 
-def _read_metadata(reader: _HeaderReader, n_kv: int) -> dict[str, Any]:
+def _read_metadata(reader: HeaderReader, n_kv: int) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = reader.string("a metadata key", MAX_KEY_BYTES)
@@ -546,8 +211,8 @@ def _read_metadata(reader: _HeaderReader, n_kv: int) -> dict[str, Any]:
     return metadata
 
 
-def _read_value(reader: _HeaderReader, value_type: int, key: str, depth: int) -> Any:
-    fmt = _SCALAR_FORMATS.get(value_type)
+def _read_value(reader: HeaderReader, value_type: int, key: str, depth: int) -> Any:
+    fmt = SCALAR_FORMATS.get(value_type)
     if fmt is not None:
         (value,) = reader.scalars(fmt, 1)
         if value_type == T_BOOL:
@@ -572,16 +237,16 @@ def _shortest_float32(value: float) -> float:
     return value  # pragma: no cover - 9 significant digits always round-trip
 
 
-def _read_array(reader: _HeaderReader, key: str, depth: int) -> list[Any]:
+def _read_array(reader: HeaderReader, key: str, depth: int) -> list[Any]:
     if depth >= MAX_ARRAY_DEPTH:
         raise reader.fail(f"metadata {key!r} nests arrays deeper than {MAX_ARRAY_DEPTH}")
     item_type = reader.u32()
     count = reader.u64()
-    fmt = _SCALAR_FORMATS.get(item_type)
+    fmt = SCALAR_FORMATS.get(item_type)
     if fmt is not None:
         item_bytes = struct.calcsize("<" + fmt)
     elif item_type in (T_STRING, T_ARRAY):
-        item_bytes = _STRING_MIN_BYTES if item_type == T_STRING else 12
+        item_bytes = STRING_MIN_BYTES if item_type == T_STRING else 12
     else:
         raise reader.fail(f"metadata {key!r} is an array of unknown type {item_type}")
     if count > MAX_ARRAY_LEN:
@@ -601,7 +266,7 @@ def _read_array(reader: _HeaderReader, key: str, depth: int) -> list[Any]:
     return [_read_array(reader, key, depth + 1) for _ in range(count)]
 
 
-def _alignment(reader: _HeaderReader, metadata: dict[str, Any]) -> int:
+def _alignment(reader: HeaderReader, metadata: dict[str, Any]) -> int:
     if "general.alignment" not in metadata:
         return DEFAULT_ALIGNMENT
     value = metadata["general.alignment"]
@@ -618,7 +283,7 @@ def _alignment(reader: _HeaderReader, metadata: dict[str, Any]) -> int:
     return value
 
 
-def _read_tensor_infos(reader: _HeaderReader, n_tensors: int, alignment: int) -> list[TensorInfo]:
+def _read_tensor_infos(reader: HeaderReader, n_tensors: int, alignment: int) -> list[TensorInfo]:
     tensors: list[TensorInfo] = []
     seen: set[str] = set()
     for index in range(n_tensors):
@@ -637,7 +302,7 @@ def _read_tensor_infos(reader: _HeaderReader, n_tensors: int, alignment: int) ->
 
 
 def _checked_tensor(
-    reader: _HeaderReader,
+    reader: HeaderReader,
     name: str,
     shape: tuple[int, ...],
     ggml_type: int,
@@ -667,7 +332,7 @@ def _checked_tensor(
     return TensorInfo(name=name, shape=shape, ggml_type=ggml_type, offset=offset)
 
 
-def _check_tensor_data(reader: _HeaderReader, tensors: list[TensorInfo], data_offset: int) -> None:
+def _check_tensor_data(reader: HeaderReader, tensors: list[TensorInfo], data_offset: int) -> None:
     for tensor in tensors:
         end = data_offset + tensor.offset + tensor.n_bytes
         if end > reader.file_size:

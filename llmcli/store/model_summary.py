@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmcli.store.anatomy import _BLOCK_TENSOR, _float, build_anatomy
-from llmcli.store.gguf import GGUFFile
+from llmcli.store.gguf_header import GGUFFile
 
 
 def summary(gguf: GGUFFile) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, cast
 
-from llmcli.store.gguf import GGUFFile, read_gguf_stream
+from llmcli.store.gguf import read_gguf_stream
+from llmcli.store.gguf_header import GGUFFile
 from llmcli.store.hub import RemoteModel, RepoListing, file_source
 from llmcli.store.refs import HubRef
 

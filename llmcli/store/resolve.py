@@ -35,6 +35,8 @@ class ResolvedModel:
 
     path: Path
     name: str
+    """The canonical name (``--json``'s ``model``): the file's stem, or a pulled model's
+    reference; the same however the model was named (an alias, a path, the default)."""
     source: str  # "path", "env", "bundled", "store", "alias"
 
 
@@ -74,10 +76,10 @@ def resolve_model(ref: str | None, environ: Mapping[str, str]) -> ResolvedModel:
 def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> ResolvedModel:
     path = paths.user_path(ref)
     if paths.is_file(path):
-        return ResolvedModel(path=path, name=via_alias or _name_of(path), source=source)
+        return ResolvedModel(path=path, name=_name_of(path), source=source)
     parsed = parse_ref(ref)
     if isinstance(parsed, HubRef):
-        return _from_store(parsed, source="alias" if via_alias else "store", name=via_alias)
+        return _from_store(parsed, source="alias" if via_alias else "store")
     if isinstance(parsed, AliasRef) and via_alias is None:
         target = load_aliases().get(parsed.name)
         if target is not None:
@@ -93,7 +95,7 @@ def _resolve_ref(ref: str, *, source: str, via_alias: str | None = None) -> Reso
     )
 
 
-def _from_store(ref: HubRef, *, source: str, name: str | None) -> ResolvedModel:
+def _from_store(ref: HubRef, *, source: str) -> ResolvedModel:
     stored = find_stored(ref)
     if stored is None:
         from llmcli.store.hub import is_offline  # huggingface_hub: only when it is needed
@@ -106,7 +108,7 @@ def _from_store(ref: HubRef, *, source: str, name: str | None) -> ResolvedModel:
             f"files of {stored.ref} are missing from {stored.folder}",
             hint=f"pull it again: llmcli pull {shlex.quote(stored.ref)}",
         )
-    return ResolvedModel(path=stored.path, name=name or stored.ref, source=source)
+    return ResolvedModel(path=stored.path, name=stored.ref, source=source)
 
 
 def _name_of(path: Path) -> str:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from llmcli.store.gguf import GGUFError, read_gguf
+from llmcli.store.gguf import read_gguf
+from llmcli.store.gguf_header import GGUFError
 from tests import gguf_factory as gf
 
 ARCH = gf.kv("general.architecture", gf.STRING, "llama")
