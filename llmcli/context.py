@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 
-def _isatty(stream: Any) -> bool:
+def isatty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (``False`` for anything without a working isatty)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+_isatty = isatty
 
 
 @dataclass

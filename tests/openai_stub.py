@@ -379,3 +379,89 @@ def model_list(context_length: int) -> Reply:
         send_json(handler, 200, {"object": "list", "data": [entry]})
 
     return Reply(act, "models")
+
+
+# ---- hostile servers (tests/faults/test_remote_limits.py) --------------------------------------
+
+
+def _send_until_gone(handler: _Handler, stub: OpenAIStub, piece: bytes, *, seconds: float) -> None:
+    """Write ``piece`` as HTTP chunks, as fast as the client reads, until it hangs up."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            write_chunk(handler, piece)
+    except OSError:
+        stub.disconnected.set()
+    handler.close_connection = True
+
+
+def endless_models(*, seconds: float = 60.0) -> Reply:
+    """``GET /v1/models`` whose list never ends (a body far larger than any real one)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        write_chunk(handler, b'{"object": "list", "data": [')
+        entry = json.dumps({"id": "m" * 1000, "object": "model"}).encode() + b", "
+        _send_until_gone(handler, stub, entry * 64, seconds=seconds)
+
+    return Reply(act, "endless models")
+
+
+def endless_event(tokens: list[str], *, seconds: float = 60.0) -> Reply:
+    """Some tokens, then ``data:`` lines that never end their event with a blank line."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        _send_until_gone(handler, stub, b"data: " + b"x" * 1000 + b"\n", seconds=seconds)
+
+    return Reply(act, "endless event")
+
+
+def trickle(tokens: list[str], *, every: float = 0.05, seconds: float = 60.0) -> Reply:
+    """Some tokens, then one byte at a time with no newline: each read succeeds, no line ends."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        start_stream(handler)
+        _write_tokens(handler, tokens)
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                write_chunk(handler, b"d")
+                time.sleep(every)
+        except OSError:
+            stub.disconnected.set()
+        handler.close_connection = True
+
+    return Reply(act, "trickle")
+
+
+def redirect_loop() -> Reply:
+    """A 307 back to the same URL, for ever (307 keeps the method and the body)."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        handler.send_response(307)
+        handler.send_header("Location", handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return Reply(act, "redirect loop")
+
+
+def bad_gzip(*, event_stream: bool) -> Reply:
+    """A body that says ``Content-Encoding: gzip`` and is not gzip."""
+
+    def act(handler: _Handler, stub: OpenAIStub) -> None:
+        garbage = b"this is not gzip \x00\x01\x02" * 100
+        handler.send_response(200)
+        kind = "text/event-stream" if event_stream else "application/json"
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(garbage)))
+        handler.end_headers()
+        handler.wfile.write(garbage)
+
+    return Reply(act, "bad gzip")

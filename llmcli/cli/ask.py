@@ -45,7 +45,8 @@ from llmcli.config import Settings, load_settings, settings_for_model
 from llmcli.context import Environment
 from llmcli.engine.base import Sampling
 from llmcli.errors import UsageError
-from llmcli.render.json_out import answer_json, dumps, write_json
+from llmcli.render.json_out import answer_json, dumps, terminal_safe, write_json
+from llmcli.render.sanitize import visible
 from llmcli.render.sink import AnswerSink as Sink
 from llmcli.render.sink import open_answer_sink
 from llmcli.service.ask import (
@@ -299,6 +300,8 @@ def _report_structured(
         if failure is not None:
             data["error"] = failure.message
         line = dumps(data)
+    if env.stdout_isatty:
+        line = terminal_safe(line) if output.schema is not None or json_output else visible(line)
     env.stdout.write(line + "\n")
     env.stdout.flush()
     if failure is not None:

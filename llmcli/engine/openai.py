@@ -244,7 +244,8 @@ class OpenAIEngine:
             while not cancel.is_set():
                 try:
                     with self._http.stream(endpoint, body) as response:
-                        yield from reader.pieces(iter_lines(response.iter_bytes()), cancel)
+                        lines = iter_lines(reader.watch(response.iter_bytes()))
+                        yield from reader.pieces(lines, cancel)
                     break
                 except RequestFailed as failure:
                     if reader.produced:

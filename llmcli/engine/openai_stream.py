@@ -8,6 +8,7 @@ the generation ends with ``finish_reason == "error"``.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,8 @@ NO_TOKEN = -1
 """``TokenPiece.token_id`` of remote pieces: the server does not send token ids."""
 
 _FINISH: dict[str, FinishReason] = {"length": "length"}
+MAX_TOP_LOGPROBS = 20
+"""Alternatives kept per token (OpenAI's own maximum); a server may send any number."""
 
 
 class ChunkReader:
@@ -39,6 +42,19 @@ class ChunkReader:
         self._server_finish: str | None = None
         self._usage = False
         self.max_tokens: int | None = None
+        self._last_token = self.started
+
+    def watch(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """The response's bytes, each checked against the token deadline as it arrives.
+
+        A read waits at most the timeout for a byte, but a server that trickles bytes
+        that never make a token (no newline, pings, an event that never ends) would
+        satisfy every read; this makes ``LLMCLI_TIMEOUT`` the longest llmcli waits for
+        a token however the bytes come.
+        """
+        for chunk in chunks:
+            self._check_deadline()
+            yield chunk
 
     def pieces(self, lines: Iterable[str], cancel: threading.Event) -> Iterator[TokenPiece]:
         """Pieces from one response; a malformed or cut stream raises :class:`RequestFailed`.
@@ -47,7 +63,7 @@ class ChunkReader:
         still let it notice a cancel or a server that stopped producing tokens.
         """
         parser = SSEParser()
-        last_token = time.perf_counter()
+        self._last_token = time.perf_counter()
         try:
             for line in lines:
                 if cancel.is_set():
@@ -57,20 +73,14 @@ class ChunkReader:
                     if event.data.strip() == "[DONE]":
                         return
                     for piece in self._chunk(event):
-                        last_token = time.perf_counter()
+                        self._last_token = time.perf_counter()
                         yield piece
                         if self.stops.stopped:
                             return
                     if self.max_tokens is not None and self._counted >= self.max_tokens:
                         self._server_finish = "length"  # the server ignored max_tokens
                         return
-                if time.perf_counter() - last_token > self.token_timeout_s:
-                    raise _failure(
-                        TemporaryFailure(
-                            f"no token from the server for {self.token_timeout_s:g} s",
-                            hint="raise LLMCLI_TIMEOUT to wait longer",
-                        )
-                    )
+                self._check_deadline()
         except SSEFormatError as exc:
             raise _failure(
                 ServiceUnavailable(
@@ -86,10 +96,19 @@ class ChunkReader:
                 )
             )
 
+    def _check_deadline(self) -> None:
+        if time.perf_counter() - self._last_token > self.token_timeout_s:
+            raise _failure(
+                TemporaryFailure(
+                    f"no token from the server for {self.token_timeout_s:g} s",
+                    hint="raise LLMCLI_TIMEOUT to wait longer",
+                )
+            )
+
     def _chunk(self, event: SSEEvent) -> list[TokenPiece]:
         try:
             chunk = json.loads(event.data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _failure(
                 ServiceUnavailable(
                     f"the server sent an event that is not JSON: {event.data[:60]!r}"
@@ -197,33 +216,69 @@ def _choice_text(choice: dict[str, Any]) -> str:
 
 
 def _choice_logprobs(choice: dict[str, Any]) -> list[_TokenLogprob]:
-    """Chat's ``logprobs.content[]`` or completions' parallel ``tokens``/``top_logprobs`` lists."""
+    """Chat's ``logprobs.content[]`` or completions' parallel ``tokens``/``top_logprobs`` lists.
+
+    Whatever the server sends, the result is well formed: entries of the wrong shape or
+    type, and log-probabilities that are not finite numbers, are dropped (the text
+    stands); at most :data:`MAX_TOP_LOGPROBS` alternatives are kept per token.
+    """
     data = choice.get("logprobs")
     if not isinstance(data, dict):
         return []
+    content = data.get("content")
+    if isinstance(content, list):
+        items = (_chat_logprob(item) for item in content)
+    else:
+        tokens, values, tops = (_as_list(data.get(k)) for k in _COMPLETION_KEYS)
+        tops += [None] * (len(tokens) - len(tops))
+        items = (_completion_logprob(*entry) for entry in zip(tokens, values, tops, strict=False))
+    return [item for item in items if item is not None]
+
+
+_COMPLETION_KEYS = ("tokens", "token_logprobs", "top_logprobs")
+
+
+def _chat_logprob(item: Any) -> _TokenLogprob | None:
+    if not isinstance(item, dict):
+        return None
+    token, logprob = item.get("token"), _logprob(item.get("logprob"))
+    if not isinstance(token, str) or logprob is None:
+        return None
+    top = []
+    for alt in _as_list(item.get("top_logprobs")):
+        if isinstance(alt, dict):
+            pair = _alternative(alt.get("token"), alt.get("logprob"))
+            if pair is not None:
+                top.append(pair)
+        if len(top) >= MAX_TOP_LOGPROBS:
+            break
+    return _TokenLogprob(token, logprob, top)
+
+
+def _completion_logprob(token: Any, value: Any, top: Any) -> _TokenLogprob | None:
+    logprob = _logprob(value)
+    if not isinstance(token, str) or logprob is None:
+        return None
+    pairs = [_alternative(t, v) for t, v in top.items()] if isinstance(top, dict) else []
+    kept = sorted((p for p in pairs if p is not None), key=lambda p: -p[1])
+    return _TokenLogprob(token, logprob, kept[:MAX_TOP_LOGPROBS])
+
+
+def _alternative(token: Any, value: Any) -> tuple[str, float] | None:
+    logprob = _logprob(value)
+    return (token, logprob) if isinstance(token, str) and logprob is not None else None
+
+
+def _logprob(value: Any) -> float | None:
+    """A finite number, or ``None`` (booleans, strings, ±inf, NaN, ints too big for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     try:
-        if isinstance(data.get("content"), list):
-            return [
-                _TokenLogprob(
-                    str(item["token"]),
-                    float(item["logprob"]),
-                    [
-                        (str(t["token"]), float(t["logprob"]))
-                        for t in item.get("top_logprobs") or []
-                    ],
-                )
-                for item in data["content"]
-            ]
-        tokens = data.get("tokens") or []
-        values = data.get("token_logprobs") or []
-        tops = data.get("top_logprobs") or [{}] * len(tokens)
-        return [
-            _TokenLogprob(
-                str(tok),
-                float(value),
-                sorted(((str(t), float(v)) for t, v in (top or {}).items()), key=lambda x: -x[1]),
-            )
-            for tok, value, top in zip(tokens, values, tops, strict=False)
-        ]
-    except (KeyError, TypeError, ValueError):
-        return []
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []

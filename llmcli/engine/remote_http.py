@@ -37,6 +37,10 @@ API_KEY_HINT = "set LLMCLI_API_KEY (or OPENAI_API_KEY) to the server's API key"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 120.0
 MAX_ERROR_BODY = 64 * 1024
+MAX_JSON_BODY = 8 * 2**20
+"""The largest JSON answer read from a GET (``/v1/models``): far above any real list."""
+MAX_POST_BODY = 256 * 2**20
+"""The largest JSON answer to a POST (embeddings of many texts are large)."""
 MAX_RETRY_AFTER_S = 30.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -128,37 +132,37 @@ class HttpClient:
     def url(self, path: str) -> str:
         return display_url(f"{self.config.base_url}/{path}")
 
-    def get_json(self, path: str) -> Any:
-        """GET ``path`` and decode its JSON body (raises :class:`RequestFailed`)."""
-        with self._guard(path):
-            response = self._client.get(path)
-            if response.status_code >= 400:
-                raise self._status_failure(path, response, response.content[:MAX_ERROR_BODY])
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise RequestFailed(
-                    ServiceUnavailable(
-                        f"{self.url(path)} did not return JSON",
-                        hint="check that --base-url points at an OpenAI-compatible API",
-                    )
-                ) from exc
+    def get_json(self, path: str, *, limit: int = MAX_JSON_BODY) -> Any:
+        """GET ``path`` and decode its JSON body, at most ``limit`` bytes of it
+        (raises :class:`RequestFailed`)."""
+        with self._guard(path), self._client.stream("GET", path) as response:
+            return self._json_answer(path, response, limit)
 
-    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+    def post_json(self, path: str, body: dict[str, Any], *, limit: int = MAX_POST_BODY) -> Any:
         """POST ``body`` and decode the JSON answer (embeddings; raises :class:`RequestFailed`)."""
-        with self._guard(path):
-            response = self._client.post(path, json=body)
-            if response.status_code >= 400:
-                raise self._status_failure(path, response, response.content[:MAX_ERROR_BODY])
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise RequestFailed(
-                    ServiceUnavailable(
-                        f"{self.url(path)} did not return JSON",
-                        hint="check that --base-url points at an OpenAI-compatible API",
-                    )
-                ) from exc
+        with self._guard(path), self._client.stream("POST", path, json=body) as response:
+            return self._json_answer(path, response, limit)
+
+    def _json_answer(self, path: str, response: httpx2.Response, limit: int) -> Any:
+        if response.status_code >= 400:
+            raise self._status_failure(path, response, _read_bounded(response))
+        raw = _read_bounded(response, limit + 1)
+        if len(raw) > limit:
+            raise RequestFailed(
+                ServiceUnavailable(
+                    f"{self.url(path)} sent more than {limit // 2**20} MiB",
+                    hint="check that --base-url points at an OpenAI-compatible API",
+                )
+            )
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply
+            raise RequestFailed(
+                ServiceUnavailable(
+                    f"{self.url(path)} did not return JSON",
+                    hint="check that --base-url points at an OpenAI-compatible API",
+                )
+            ) from exc
 
     @contextmanager
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[httpx2.Response]:
@@ -199,6 +203,21 @@ class HttpClient:
             ) from exc
         except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
             raise RequestFailed(UsageError(f"bad server URL {url}: {exc}")) from exc
+        except httpx2.TooManyRedirects as exc:
+            raise RequestFailed(
+                ServiceUnavailable(
+                    f"{url} redirected more than {self._client.max_redirects} times",
+                    hint="the server or a proxy redirects in a loop; check --base-url",
+                )
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise RequestFailed(
+                ServiceUnavailable(
+                    f"the answer from {url} could not be decoded: {_reason(exc)}",
+                    hint="the server or a proxy sent a body that does not match its "
+                    "Content-Encoding (e.g. gzip); check its configuration",
+                )
+            ) from exc
         except httpx2.TransportError as exc:
             raise RequestFailed(
                 ServiceUnavailable(
@@ -284,13 +303,14 @@ def _find_message(data: Any) -> str:
     return data if isinstance(data, str) else ""
 
 
-def _read_bounded(response: httpx2.Response) -> bytes:
-    body = b""
+def _read_bounded(response: httpx2.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    """At most ``limit`` bytes of the (decoded) body; the rest is never read."""
+    body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
-        if len(body) >= MAX_ERROR_BODY:
+        if len(body) >= limit:
             break
-    return body[:MAX_ERROR_BODY]
+    return bytes(body[:limit])
 
 
 def _retry_after(value: str | None) -> float | None:

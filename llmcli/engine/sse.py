@@ -5,7 +5,7 @@ lines and end with ``data: [DONE]``. The parser follows the WHATWG rules where
 real servers differ (CRLF, CR or LF line ends, ``data:`` with or without the
 space, ``: ping`` comment lines from sse-starlette, unknown fields ignored) and
 refuses what cannot be an event stream at all — a line of JSON without a
-field name, a line that never ends, bytes that are not UTF-8 — with a
+field name, a line or an event that never ends, bytes that are not UTF-8 — with a
 :class:`SSEFormatError` that names the line, so a broken proxy or a server
 speaking another protocol gets a clear message instead of a silent empty answer.
 """
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 MAX_LINE_CHARS = 1 << 20
 """A line longer than this is refused (a server that never sends a newline)."""
+MAX_EVENT_CHARS = 1 << 22
+"""An event longer than this is refused (``data:`` lines that never end with a blank line)."""
 
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 _EXCERPT = 60
@@ -81,8 +83,10 @@ def iter_lines(chunks: Iterable[bytes], *, max_line: int = MAX_LINE_CHARS) -> It
 class SSEParser:
     """Feed lines; an event comes out at each blank line that ends one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event: int = MAX_EVENT_CHARS) -> None:
         self._data: list[str] = []
+        self._size = 0
+        self._max_event = max_event
         self._event = ""
         self._id: str | None = None
         self.line_no = 0
@@ -101,6 +105,11 @@ class SSEParser:
         value = value.removeprefix(" ") if sep else ""
         if name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._size > self._max_event:
+                raise SSEFormatError(
+                    f"event longer than {self._max_event} characters", self.line_no, line
+                )
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:
@@ -113,6 +122,7 @@ class SSEParser:
             return None
         event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._id)
         self._data = []
+        self._size = 0
         self._event = ""
         return event
 

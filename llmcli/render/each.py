@@ -18,13 +18,13 @@ terminal the streamed answers are the progress.
 
 from __future__ import annotations
 
-import json
 from typing import IO, Any
 
 from llmcli.context import Environment
 from llmcli.engine.base import GenerationStats, TokenPiece
 from llmcli.errors import LlmcliError
-from llmcli.render.json_out import logprob_tokens, model_json
+from llmcli.render.json_out import dumps, logprob_tokens, model_json
+from llmcli.render.sanitize import visible
 from llmcli.render.stats import SEP
 
 
@@ -39,10 +39,11 @@ class _Records:
     def __init__(self, env: Environment) -> None:
         self.out: IO[str] = env.stdout
         self.err: IO[str] = env.stderr
+        self.env_terminal = env.stdout_isatty
         self._last = ""
 
     def feed(self, text: str) -> None:
-        self.out.write(text)
+        self.out.write(visible(text) if self.env_terminal else text)  # a pipe: byte-exact
         self.out.flush()
         self._last = text or self._last
 
@@ -129,7 +130,7 @@ class JsonRecords(_Records):
             record["error"] = error.message
         if self.logprobs:
             record["tokens"] = logprob_tokens(pieces)
-        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.write(dumps(record, terminal=bool(self.env_terminal)) + "\n")
         self.out.flush()
         self._report(index, source, error)
 

@@ -145,3 +145,63 @@ def test_history_show_and_list_are_made_safe() -> None:
         assert b"question" in output
     piped = run_cli("history", "show", str(conv_id))
     assert HOSTILE.encode() in piped.stdout
+
+
+# ---- --json and --schema in a terminal ------------------------------------------------------
+
+RAW_IN_JSON = "del\x7f nel\x85 csi\x9b31m"
+"""What json.dumps(ensure_ascii=False) leaves raw: DEL and the C1 controls."""
+
+
+def _no_raw_controls(output: bytes) -> str:
+    text = output.decode("utf-8")
+    raw = [hex(ord(c)) for c in text if c == "\x7f" or "\x80" <= c <= "\x9f" or c == "\x1b"]
+    assert not raw, (raw, text[-400:])
+    return text
+
+
+def test_json_in_a_terminal_escapes_every_control_and_means_the_same(stub: OpenAIStub) -> None:
+    import json
+
+    stub.script(stream([HOSTILE, RAW_IN_JSON]))
+    output, code = in_terminal("ask", "--base-url", stub.url, "--json", "hi")
+    assert code == 0, output
+    text = _no_raw_controls(output)
+    assert "\\u009b31m" in text and "\\u007f" in text and "\\u001b" in text
+    assert json.loads(text)["text"] == HOSTILE + RAW_IN_JSON
+
+
+def test_json_into_a_pipe_is_exactly_what_json_dumps_gives(stub: OpenAIStub) -> None:
+    import json
+
+    stub.script(stream([HOSTILE, RAW_IN_JSON]))
+    result = run_cli("ask", "--base-url", stub.url, "--json", "hi")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["text"] == HOSTILE + RAW_IN_JSON
+    assert result.stdout == (json.dumps(data, ensure_ascii=False) + "\n").encode()
+    assert "\x9b".encode() in result.stdout  # raw, as before: a pipe is byte-exact
+
+
+def test_a_schema_answer_in_a_terminal_escapes_c1_controls(stub: OpenAIStub) -> None:
+    import json
+
+    answer = json.dumps({"a": RAW_IN_JSON}, ensure_ascii=False)
+    stub.script(stream([answer]))
+    schema = '{"type": "object"}'
+    output, code = in_terminal("ask", "--base-url", stub.url, "--schema", schema, "hi")
+    assert code == 0, output
+    assert json.loads(_no_raw_controls(output)) == {"a": RAW_IN_JSON}
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["text", "json"])
+def test_each_file_answers_in_a_terminal_are_made_safe(
+    stub: OpenAIStub, tmp_path: Path, json_flag: list[str]
+) -> None:
+    stub.script(stream([HOSTILE, RAW_IN_JSON]))
+    item = tmp_path / "item.txt"
+    item.write_text("question")
+    output, code = in_terminal("ask", "--base-url", stub.url, "--each-file", str(item), *json_flag)
+    assert code == 0, output
+    _no_raw_controls(output)
+    assert b"four" in output and b"five" in output
