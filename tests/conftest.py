@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,4 +66,23 @@ def run_cli(
         env=full_env,
         timeout=timeout,
         stdin=None if data is not None else subprocess.DEVNULL,
+    )
+
+
+def in_process_env(loader: Any = None, **environ: str) -> Any:
+    """The Environment in-process CLI tests run with: text streams, stdin a terminal,
+    stdout and stderr not (plain output), the test's environment, an optional engine loader."""
+    import io
+
+    from llmcli.context import Environment
+
+    return Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        stdin_isatty=True,
+        stdout_isatty=False,
+        stderr_isatty=False,
+        environ={**os.environ, **environ},
+        engine_loader=loader,
     )

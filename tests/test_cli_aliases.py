@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -17,7 +16,7 @@ from llmcli.cli.app import run
 from llmcli.context import Environment
 from llmcli.engine.fake import FakeEngine
 from llmcli.store.resolve import ResolvedModel
-from tests.conftest import run_cli
+from tests.conftest import in_process_env, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,16 +27,7 @@ def _env(engine: FakeEngine, seen: list[Any] | None = None) -> Environment:
             seen.append(flags)
         return engine, ResolvedModel(path=Path(), name=engine.model_name, source="fake")
 
-    return Environment(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=True,
-        stdout_isatty=False,
-        stderr_isatty=False,
-        environ=dict(os.environ),
-        engine_loader=load,
-    )
+    return in_process_env(load)
 
 
 def _out(env: Environment) -> str:

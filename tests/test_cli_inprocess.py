@@ -7,9 +7,7 @@ buffers, ``ask -c`` saves both messages, errors map to exit codes.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,14 @@ from llmcli.engine.fake import FakeEngine
 from llmcli.errors import ExitStatus
 from llmcli.session.history import HistoryStore
 from llmcli.store.resolve import ResolvedModel
+from tests.conftest import in_process_env
 
 
 def _env(engine: FakeEngine) -> Environment:
     def load(flags: Any, settings: Any) -> tuple[FakeEngine, ResolvedModel]:
         return engine, ResolvedModel(path=Path(), name=engine.model_name, source="fake")
 
-    return Environment(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=True,
-        stdout_isatty=False,
-        stderr_isatty=False,
-        environ=dict(os.environ),
-        engine_loader=load,
-    )
+    return in_process_env(load)
 
 
 def test_ask_streams_the_fake_answer_to_the_given_stdout() -> None:

@@ -7,9 +7,7 @@ the ``ref`` the user typed. The real model answers tokenize, detokenize, next an
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from llmcli.cli.app import run
 from llmcli.context import Environment
 from llmcli.session.conversation import ChatMessage, Conversation
 from llmcli.session.history import HistoryStore
-from tests.conftest import run_cli
+from tests.conftest import in_process_env, run_cli
 
 OLD_KEYS = {"piece", "token", "count", "model_ref", "layers", "layer", "quant", "model_path"}
 """Keys the vocabulary replaced: piece/token → text, count → *_count, model_ref → ref, …"""
@@ -101,15 +99,7 @@ def test_ask_logprobs_top_has_ids_like_next(model_path: Path) -> None:
 
 
 def _env() -> Environment:
-    return Environment(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=True,
-        stdout_isatty=False,
-        stderr_isatty=False,
-        environ=dict(os.environ),
-    )
+    return in_process_env(None)
 
 
 def _json_of(*argv: str) -> Any:

@@ -3,8 +3,6 @@ naming the flag to drop, before any model is loaded."""
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from llmcli.context import Environment
 from llmcli.engine.fake import FakeEngine
 from llmcli.errors import ExitStatus
 from llmcli.store.resolve import ResolvedModel
-from tests.conftest import run_cli
+from tests.conftest import in_process_env, run_cli
 
 
 def _env(loads: list[Any]) -> Environment:
@@ -25,16 +23,7 @@ def _env(loads: list[Any]) -> Environment:
         engine.enqueue("answer")
         return engine, ResolvedModel(path=Path(), name=engine.model_name, source="fake")
 
-    return Environment(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=True,
-        stdout_isatty=False,
-        stderr_isatty=False,
-        environ=dict(os.environ),
-        engine_loader=load,
-    )
+    return in_process_env(load)
 
 
 CASES = [

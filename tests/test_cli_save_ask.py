@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +11,14 @@ from llmcli.context import Environment
 from llmcli.engine.fake import FakeEngine
 from llmcli.session.history import HistoryStore
 from llmcli.store.resolve import ResolvedModel
-from tests.conftest import run_cli
+from tests.conftest import in_process_env, run_cli
 
 
 def _env(engine: FakeEngine, **environ: str) -> Environment:
     def load(flags: Any, settings: Any) -> tuple[FakeEngine, ResolvedModel]:
         return engine, ResolvedModel(path=Path(), name=engine.model_name, source="fake")
 
-    return Environment(
-        stdin=io.StringIO(),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=True,
-        stdout_isatty=False,
-        stderr_isatty=False,
-        environ={**os.environ, **environ},
-        engine_loader=load,
-    )
+    return in_process_env(load, **environ)
 
 
 def _conversations() -> list[list[tuple[str, str]]]:
