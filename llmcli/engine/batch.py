@@ -5,22 +5,19 @@ unified: llama.cpp then gives every sequence its own stream of ``n_ctx / paralle
 cells (``llama_n_ctx_seq``), so an item can never take another's room and an item
 too long for its share fails alone while the others go on.
 
-Every step builds one ``llama_batch``: the last sampled token of each sequence that
-is generating, then as many prompt tokens of newly admitted items as the batch holds
-(a long prompt is split over several steps). One ``llama_decode`` evaluates them all;
-each sequence then samples from its own row of logits with its own sampler chain
-(its own seed). A sequence that ends frees its slot and KV stream, and the next item
-is admitted at once: continuous batching, as in llama-server.
+Every round decodes one ``llama_batch`` of the last sampled token of each sequence
+that is generating; each sequence then samples from its own row of logits with its
+own sampler chain (its own seed, :mod:`llmcli.engine.batch_sampler`). Newly admitted
+items have their prompts evaluated in the same round, each in its own ``llama_decode``
+and in chunks of the engine's ``n_batch``, exactly as the engine evaluates a prompt
+alone: that is what keeps greedy answers identical to one-by-one answers (see
+:meth:`BatchDecoder._step`). A sequence that ends frees its slot and KV stream, and
+the next item is admitted at once: continuous batching, as in llama-server.
 
 The facts the single-sequence engine rests on hold here too: all evaluation runs on
 the engine's one long-lived decode thread; token bytes come from the growing-buffer
 piece function and an incremental UTF-8 decoder per sequence; the abort callback is
 installed while prompt tokens are evaluated, so Ctrl-C ends a long prompt at once.
-
-The sampler chain is built exactly as llama-cpp-python's ``Llama.generate`` builds
-it (penalties over the last 64 tokens, then greedy, or top-k, typical, top-p, min-p,
-temperature and the seeded distribution), so an item gives the answer it would give
-alone with the same seed, as long as llama.cpp computes the same logits.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -39,13 +35,11 @@ from typing import Any
 import numpy as np
 
 from llmcli.engine.base import CTX_GRANULE, GenerationStats, Sampling, TokenPiece
+from llmcli.engine.batch_sampler import sampler_chain
+from llmcli.engine.llama_support import N_BATCH
 from llmcli.engine.stops import StopMatcher
 from llmcli.errors import DataError, LlmcliError
 
-PENALTY_LAST_N = 64
-"""llama-cpp-python's ``last_n_tokens_size`` default, which ``Llama.generate`` uses."""
-
-N_BATCH = 512
 _DONE = object()
 
 
@@ -125,6 +119,8 @@ class BatchDecoder:
         self._abort = threading.Event()
         self._abort_cb = self._lib.ggml_abort_callback(lambda _data: self._abort.is_set())
         self._no_abort_cb = self._lib.ggml_abort_callback()
+        self._chunk = min(N_BATCH, engine.n_ctx)
+        """Prompt tokens per ``llama_decode``: the engine's own ``n_batch``."""
         self._ctx: Any = None
         self._batch: Any = None
         self._engine._decoder.call(self._create)
@@ -135,8 +131,7 @@ class BatchDecoder:
         lib, llama = self._lib, self._engine._llama
         params = lib.llama_context_default_params()
         params.n_ctx = self.n_ctx_seq * self.parallel
-        params.n_batch = N_BATCH
-        params.n_ubatch = N_BATCH
+        params.n_batch = params.n_ubatch = max(self._chunk, self.parallel)
         params.n_seq_max = self.parallel
         params.n_threads = self._engine.threads
         params.n_threads_batch = self._engine.threads
@@ -153,7 +148,7 @@ class BatchDecoder:
         self._ctx = ctx
         self.n_ctx_seq = int(lib.llama_n_ctx_seq(ctx))
         self._memory = lib.llama_get_memory(ctx)
-        self._batch = lib.llama_batch_init(N_BATCH, 0, 1)
+        self._batch = lib.llama_batch_init(params.n_batch, 0, 1)
         self._engine._loras.apply_to(ctx)
 
     def close(self) -> None:
@@ -214,13 +209,13 @@ class BatchDecoder:
                         active.append(slot)
                 if not active:
                     return
-                if not self._decode_step(active, cancel):
+                ended = self._step(active, cancel, emit)
+                if ended is None:
                     break
-                for slot in [s for s in active if s.row >= 0]:
-                    if self._sample(slot, emit):
-                        active.remove(slot)
-                        self._release(slot)
-                        free.append(slot.seq_id)
+                for slot in ended:
+                    active.remove(slot)
+                    self._release(slot)
+                    free.append(slot.seq_id)
         finally:
             for slot in active:  # interrupted, or a failed decode
                 slot.stats.finish_reason = "interrupted"
@@ -253,73 +248,62 @@ class BatchDecoder:
         return _Slot(
             seq_id=seq_id,
             item=item,
-            sampler=self._sampler_chain(sampling),
+            sampler=sampler_chain(self._engine, sampling),
             max_new=max_new,
             stats=stats,
             started=time.perf_counter(),
             stops=StopMatcher(sampling.stop),
         )
 
-    def _sampler_chain(self, sampling: Sampling) -> Any:
-        """The chain ``Llama.generate`` would build for ``sampling`` (see the module doc)."""
-        lib = self._lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    def _step(
+        self, active: list[_Slot], cancel: threading.Event, emit: Callable[[ItemEvent], None]
+    ) -> list[_Slot] | None:
+        """One round: a token for every generating sequence, then a prompt chunk of each new one.
 
-        def add(sampler: Any) -> None:
-            lib.llama_sampler_chain_add(chain, sampler)
+        Returns the sequences that ended, or ``None`` when cancelled meanwhile. A prompt
+        never shares a ``llama_decode`` with another sequence: with one KV stream per
+        sequence llama.cpp cuts a mixed batch into equal-length pieces per sequence, and
+        a prompt cut otherwise than the engine alone cuts it (``Llama.eval``: chunks of
+        ``n_batch``) gets different logits (a one-token tail goes through another
+        attention kernel), so greedy answers would drift from one-by-one answers.
+        Generated tokens (one per sequence per round) are batched: that is where the
+        sequences share the work, and one token per stream is what the engine does alone.
+        """
+        ended: list[_Slot] = []
+        generating = [slot for slot in active if not slot.prompting]
+        if generating:
+            for row, slot in enumerate(generating):
+                self._put(row, slot.next_token, slot.n_past, slot.seq_id, True)
+                slot.row, slot.n_past = row, slot.n_past + 1
+            if not self._decode(len(generating), cancel, prompting=False):
+                return None
+            ended += [slot for slot in generating if self._sample(slot, emit)]
+        for slot in [slot for slot in active if slot.prompting]:
+            if not self._feed_prompt(slot, cancel):
+                return None
+            if not slot.prompting and self._sample(slot, emit):
+                ended.append(slot)
+        return ended
 
-        add(
-            lib.llama_sampler_init_penalties(
-                self._engine.n_vocab,
-                PENALTY_LAST_N,
-                sampling.repeat_penalty,
-                0.0,
-                getattr(sampling, "presence_penalty", 0.0),
-            )
-        )
-        grammar = self._engine.grammar_for(sampling)  # compiled and checked once, cached
-        if grammar:  # --schema/--json-object/--grammar: where Llama.generate puts it too
-            add(lib.llama_sampler_init_grammar(self._engine._vocab, grammar.encode(), b"root"))
-        seed = sampling.seed if sampling.seed is not None else random.getrandbits(31)
-        temp = 0.0 if sampling.greedy else sampling.temperature
-        if temp < 0.0:
-            add(lib.llama_sampler_init_dist(seed))
-        elif temp == 0.0:
-            add(lib.llama_sampler_init_greedy())
-        else:
-            add(lib.llama_sampler_init_top_k(sampling.top_k))
-            add(lib.llama_sampler_init_typical(1.0, 1))
-            add(lib.llama_sampler_init_top_p(sampling.top_p, 1))
-            add(lib.llama_sampler_init_min_p(sampling.min_p, 1))
-            add(lib.llama_sampler_init_temp(temp))
-            add(lib.llama_sampler_init_dist(seed))
-        return chain
+    def _feed_prompt(self, slot: _Slot, cancel: threading.Event) -> bool:
+        """Evaluate the next ``n_batch`` tokens of ``slot``'s prompt, alone in the batch."""
+        prompt = slot.item.prompt
+        chunk = prompt[slot.fed : slot.fed + self._chunk]
+        slot.row = -1
+        for row, token in enumerate(chunk):
+            last = slot.fed == len(prompt) - 1
+            self._put(row, token, slot.n_past, slot.seq_id, last)
+            if last:
+                slot.row = row
+            slot.fed, slot.n_past = slot.fed + 1, slot.n_past + 1
+        return self._decode(len(chunk), cancel, prompting=True)
 
-    def _decode_step(self, active: list[_Slot], cancel: threading.Event) -> bool:
-        """Evaluate one batch for every active sequence; False if cancelled meanwhile."""
-        batch, n = self._batch, 0
-        for slot in active:
-            slot.row = -1
-            if not slot.prompting:
-                self._put(n, slot.next_token, slot.n_past, slot.seq_id, True)
-                slot.row, slot.n_past, n = n, slot.n_past + 1, n + 1
-        prompting = False
-        for slot in active:
-            if not slot.prompting or n >= N_BATCH:
-                continue
-            prompting = True
-            prompt = slot.item.prompt
-            take = min(len(prompt) - slot.fed, N_BATCH - n)
-            for token in prompt[slot.fed : slot.fed + take]:
-                last = slot.fed == len(prompt) - 1
-                self._put(n, token, slot.n_past, slot.seq_id, last)
-                if last:
-                    slot.row = n
-                slot.fed, slot.n_past, n = slot.fed + 1, slot.n_past + 1, n + 1
-        batch.n_tokens = n
+    def _decode(self, n: int, cancel: threading.Event, *, prompting: bool) -> bool:
+        """``llama_decode`` the first ``n`` batch entries; False if cancelled meanwhile."""
+        self._batch.n_tokens = n
         self._watch_for_abort(prompting)
         try:
-            rc = self._lib.llama_decode(self._ctx, batch)
+            rc = self._lib.llama_decode(self._ctx, self._batch)
         finally:
             if prompting:
                 self._watch_for_abort(False)
